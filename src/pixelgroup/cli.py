@@ -1,0 +1,166 @@
+"""Command-line interface: argument parsing only; the work is done in :mod:`pixelgroup.engine`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+log = logging.getLogger("pixelgroup")
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixelgroup", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pixelgroup {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write a synthetic dataset folder")
+    p.add_argument("out", type=Path)
+    p.add_argument("--kind", default="nuclei", help="nuclei, shapes or semantic")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("train", help="train a model")
+    p.add_argument("--data", type=Path, required=True, help="training dataset folder")
+    p.add_argument("--val", type=Path, default=None, help="validation folder (default: hold out a split)")
+    p.add_argument("--method", default=None, help="spatial, hypersphere, discriminative, segsort, softmax")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, config, logs)")
+    p.add_argument("--config", type=Path, default=None, help="YAML run config; flags override it")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--crop-size", type=int, default=None)
+    p.add_argument("--format", default=None, help="dataset format (default: folder)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true")
+    _add_device(p)
+
+    p = sub.add_parser("predict", help="segment images with a trained model")
+    p.add_argument("--model", type=Path, required=True, help="run folder or .pt checkpoint")
+    p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--overlays", action="store_true", help="also write NAME_overlay.png")
+    p.add_argument("--no-progress", action="store_true")
+    _add_device(p)
+
+    p = sub.add_parser("evaluate", help="score predicted label images against ground truth")
+    p.add_argument("--gt", type=Path, required=True, help="ground-truth folder (or dataset folder)")
+    p.add_argument("--pred", type=Path, required=True)
+    p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    p.add_argument("--semantic", action="store_true", help="class maps (mIoU) instead of instances")
+    p.add_argument("--n-classes", type=int, default=None)
+
+    p = sub.add_parser("demo", help="synthetic data -> train -> predict -> evaluate, in minutes on a CPU")
+    p.add_argument("--out", type=Path, default=Path("pixelgroup-demo"))
+    p.add_argument("--method", default="spatial")
+    p.add_argument("--minutes", type=float, default=4.0)
+    p.add_argument("--no-progress", action="store_true")
+    _add_device(p)
+    return parser
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return name
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .data.synth import write_synthetic
+
+    if args.kind == "semantic":
+        from .data.synth_semantic import write_synthetic_semantic
+
+        paths = write_synthetic_semantic(args.out, n=args.n, size=args.size, seed=args.seed)
+    else:
+        paths = write_synthetic(args.out, kind=args.kind, n=args.n, size=args.size, seed=args.seed)
+    print(f"wrote {len(paths)} {args.kind} images to {args.out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import RunConfig, load_config
+    from .engine.train import fit
+
+    cfg = load_config(args.config) if args.config else RunConfig()
+    cfg = cfg.replace(**{
+        "method": args.method, "train.steps": args.steps, "train.minutes": args.minutes, "train.lr": args.lr,
+        "data.batch_size": args.batch_size, "data.crop_size": args.crop_size, "data.format": args.format,
+    })
+    res = fit(cfg, data=args.data, val=args.val, out=args.out, device=_device(args.device), resume=args.resume,
+              progress=not args.no_progress)
+    print(f"trained {res.steps} steps in {res.seconds:.0f} s; best validation score {res.best_metric:.4f} "
+          f"at step {res.best_step}; model: {res.run_dir / 'best.pt'}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.predict import predict_paths
+    from .engine.segmenter import load_model
+
+    seg = load_model(args.model, device=_device(args.device))
+    written = predict_paths(seg, args.inputs, args.out, overlays=args.overlays, progress=not args.no_progress)
+    print(f"wrote {len(written)} prediction(s) to {args.out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .engine.evaluate import evaluate_folders
+    from .metrics.report import format_instance_table, format_semantic_table
+
+    res = evaluate_folders(args.gt, args.pred, semantic=args.semantic, n_classes=args.n_classes,
+                           json_path=args.json)
+    print(format_semantic_table(res) if args.semantic else format_instance_table(res))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .engine.demo import run_demo
+    from .metrics.report import format_instance_table
+
+    res = run_demo(args.out, method=args.method, minutes=args.minutes, device=_device(args.device),
+                   progress=not args.no_progress)
+    print(format_instance_table(res.results))
+    print(f"trained for {res.train_seconds:.0f} s; overlays: {res.out / 'pred'}/*_overlay.png; "
+          f"model: {res.out / 'run'}")
+    return 0
+
+
+COMMANDS = {"synth": _cmd_synth, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate,
+            "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pixelgroup`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
+        if args.verbose:
+            raise
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"pixelgroup {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume training with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Networks: backbones (registry ``BACKBONES``), context modules (``CONTEXTS``), the shared net."""
+
+from __future__ import annotations
+
+from . import unet  # noqa: F401  (registers "unet")
+from .base import BACKBONES, CONTEXTS
+from .net import PixelEmbeddingNet
+
+__all__ = ["BACKBONES", "CONTEXTS", "PixelEmbeddingNet"]

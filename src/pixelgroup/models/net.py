@@ -1,0 +1,76 @@
+"""The network every method shares: a backbone plus one small head per named output."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import Tensor, nn
+
+from ..types import ModelOutput
+from .base import BACKBONES, CONTEXTS
+
+
+class Head(nn.Module):
+    """3x3 conv + ReLU + 1x1 conv: ``(B, C_in, H, W) -> (B, C_out, H, W)`` (raw, no activation)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.hidden = nn.Conv2d(c_in, c_in, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.out = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(self.act(self.hidden(x)))
+
+
+class PixelEmbeddingNet(nn.Module):
+    """Backbone + named heads.
+
+    Args:
+        in_channels: image channels C.
+        heads: output name -> channels, names from :class:`pixelgroup.types.ModelOutput`.
+        backbone: registered backbone name.
+        width, depth: backbone size.
+        context: registered context module name applied at the bottleneck, or ``None``.
+
+    Forward: ``image (B, C, H, W) -> ModelOutput`` with one ``(B, heads[name], H, W)`` tensor per head.
+    ``H`` and ``W`` must be multiples of :attr:`multiple`.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        heads: Mapping[str, int],
+        backbone: str = "unet",
+        width: int = 32,
+        depth: int = 3,
+        context: str | None = None,
+    ) -> None:
+        super().__init__()
+        valid = {name for name, _ in ModelOutput.__dataclass_fields__.items()}
+        unknown = sorted(set(heads) - valid)
+        if unknown:
+            raise ValueError(f"PixelEmbeddingNet: unknown head(s) {unknown}; valid heads: {sorted(valid)}")
+        ctx = None
+        if context is not None:
+            bottleneck = width * 2**depth
+            ctx = CONTEXTS.get(context)(bottleneck)
+        self.backbone = BACKBONES.get(backbone)(in_channels=in_channels, width=width, depth=depth, context=ctx)
+        self.in_channels = in_channels
+        self.heads = nn.ModuleDict({n: Head(self.backbone.out_channels, c) for n, c in heads.items()})
+        self.multiple = self.backbone.multiple
+
+    def forward(self, image: Tensor) -> ModelOutput:
+        if image.dim() != 4 or image.shape[1] != self.in_channels:
+            raise ValueError(
+                f"PixelEmbeddingNet: expected (B, {self.in_channels}, H, W) input, got {tuple(image.shape)}"
+            )
+        h, w = image.shape[-2:]
+        if h % self.multiple or w % self.multiple:
+            raise ValueError(
+                f"PixelEmbeddingNet: height and width must be multiples of {self.multiple}, got {h}x{w}; "
+                "pad the image (pixelgroup.data.transforms.pad_to_multiple)"
+            )
+        feats = self.backbone(image)
+        return ModelOutput(**{name: head(feats) for name, head in self.heads.items()})
