@@ -77,8 +77,10 @@ def main() -> None:
 
         shutil.rmtree(work)
     rows = [slice(0, 171), slice(171, 342), slice(342, 512)]
-    n_train = write_split(work / "train", image, labels, [(r, c) for r in rows for c in (slice(0, 192), slice(192, 384))])
-    n_test = write_split(work / "test", image, labels, [(slice(0, 256), slice(384, 512)), (slice(256, 512), slice(384, 512))])
+    train_tiles = [(r, c) for r in rows for c in (slice(0, 192), slice(192, 384))]
+    test_tiles = [(slice(0, 256), slice(384, 512)), (slice(256, 512), slice(384, 512))]
+    n_train = write_split(work / "train", image, labels, train_tiles)
+    n_test = write_split(work / "test", image, labels, test_tiles)
     print(f"train: 6 tiles, {n_train} nuclei (one tile held out for validation); test: {n_test} nuclei")
     cfg = pixelgroup.load_config(args.config) if args.config else RunConfig(method=args.method)
     cfg = cfg.replace(**{"method": args.method, "train.minutes": args.minutes, "train.steps": 100000})

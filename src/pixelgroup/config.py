@@ -20,7 +20,10 @@ class DataConfig:
     """How images are read and augmented.
 
     Attributes:
-        format: dataset reader name (``folder`` = ``DIR/images`` + ``DIR/masks``).
+        format: dataset reader name (``folder`` = ``DIR/images`` + ``DIR/masks``, ``voc``, ``coco``,
+            ``cityscapes``, ``cvppp``, ``semantic_folder``) or ``auto`` (detected from the layout).
+        split: image-set of the standard formats (VOC ``train``/``val``, Cityscapes ``train``, ...).
+        skip_bad: skip (and count) malformed samples instead of stopping.
         normalize: per-image percentiles mapped to 0 and 1.
         crop_size: square training crop side, pixels (images smaller than this are padded).
         batch_size: training crops per step.
@@ -29,7 +32,9 @@ class DataConfig:
         scale: pixel-size rescaling applied to every image before the network (1 = none).
     """
 
-    format: str = "folder"
+    format: str = "auto"
+    split: str | None = None
+    skip_bad: bool = False
     normalize: tuple[float, float] = (1.0, 99.8)
     crop_size: int = 128
     batch_size: int = 8
@@ -53,7 +58,7 @@ class ModelConfig:
     """
 
     backbone: str = "unet"
-    width: int = 32
+    width: int = 16
     depth: int = 3
     context: str | None = None
     embedding_dim: int = 8
@@ -144,7 +149,6 @@ def _build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
         )
     kwargs = {}
     for name, value in values.items():
-        f = known[name]
         sub = _NESTED.get((cls, name))
         if sub is not None:
             kwargs[name] = _build(sub, value, f"{where}.{name}" if where else name)

@@ -27,7 +27,7 @@ def build_model(cfg: RunConfig, *, in_channels: int) -> PixelEmbeddingNet:
     )
     init = getattr(method, "init_heads", None)
     if init is not None:
-        init({name: head.out for name, head in model.heads.items()})
+        init({name: head.out for name, head in model.heads.items()}, cfg=cfg)
     return model
 
 

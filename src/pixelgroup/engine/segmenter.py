@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..config import RunConfig
 from ..data.io import normalize_percentile
+from ..data.transforms import pad_to_multiple, unpad
 from ..grouping.base import group
 from ..types import Instances, ModelOutput
 from .build import build_model, get_method, grouper_spec
@@ -86,14 +86,8 @@ class Segmenter:
         """Raw head outputs for one image: every tensor ``(C, H, W)`` on :attr:`device`."""
         x = torch.from_numpy(np.ascontiguousarray(self.prepare(image, normalized=normalized)))
         x = x.permute(2, 0, 1)[None].to(self.device)  # (1, C, H, W)
-        h, w = x.shape[-2:]
-        m = self.model.multiple
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        out = self.model(x).select(0)
-        return out.apply(lambda t: t[:, :h, :w])
+        x, size = pad_to_multiple(x, self.model.multiple)
+        return self.model(x).select(0).apply(lambda t: unpad(t, size))
 
     def segment_instances(self, image: np.ndarray, *, normalized: bool = False) -> Instances:
         """Instances (labels, scores, classes) of one image."""

@@ -16,10 +16,13 @@ from torch.utils.data import DataLoader
 
 from ..config import RunConfig, save_config
 from ..data.base import DATASETS
+from ..data.check import check_dataset
+from ..data.detect import detect_format
 from ..data.folder import split_names
 from ..data.transforms import TrainingCrops
 from ..fileio import atomic_write_text
-from .build import build_model, get_method
+from ..grouping.base import GROUPERS
+from .build import build_model, get_method, grouper_spec
 from .checkpoint import BEST, LAST, save_checkpoint
 from .evaluate import evaluate_segmenter
 from .segmenter import Segmenter
@@ -47,12 +50,39 @@ def _select_metric(task: str) -> str:
     return "miou" if task == "semantic" else "ap_dsb@0.50"
 
 
+def open_reader(cfg: RunConfig, root: str | Path, *, names=None, split: str | None = None):
+    """The dataset reader of ``cfg.data.format`` (``auto``: detected from ``root``'s layout)."""
+    fmt = detect_format(root) if cfg.data.format == "auto" else cfg.data.format
+    reader = DATASETS.get(fmt)
+    kwargs: dict[str, Any] = {"normalize": cfg.data.normalize, "names": names}
+    if split is not None:
+        kwargs["split"] = split
+    if cfg.data.skip_bad:
+        kwargs["skip_bad"] = True
+    try:
+        return reader(root, **kwargs)
+    except TypeError as err:
+        raise TrainingError(f"dataset format '{fmt}' does not take {sorted(kwargs)[1:]}: {err}") from None
+
+
+def check_before_training(cfg: RunConfig, root: str | Path) -> None:
+    """Run ``pixelgroup check`` on ``root``; stop with its report when it finds errors."""
+    if not Path(root).exists():
+        raise FileNotFoundError(f"training data not found: {root}; give the dataset folder with --data")
+    fmt = None if cfg.data.format == "auto" else cfg.data.format
+    report = check_dataset(root, format=fmt, max_samples=500)
+    for problem in report.warnings:
+        log.warning("%s: %s (%s)", problem.file, problem.message, problem.fix)
+    if not report.ok and not cfg.data.skip_bad:
+        raise TrainingError(f"{root} has problems; fix them or pass skip_bad (data.skip_bad: true):\n"
+                            + report.format())
+
+
 def open_datasets(cfg: RunConfig, data: str | Path, val: str | Path | None):
     """``(train, val)`` readers; without ``val`` a deterministic split of ``data`` is held out."""
-    reader = DATASETS.get(cfg.data.format)
-    full = reader(data, normalize=cfg.data.normalize)
+    full = open_reader(cfg, data, split=cfg.data.split)
     if val is not None:
-        return full, reader(val, normalize=cfg.data.normalize)
+        return full, open_reader(cfg, val, split="val" if cfg.data.split else None)
     if len(full.names) < 2:
         raise TrainingError(
             f"{data}: only {len(full.names)} image(s); need at least 2 to hold out a validation image, "
@@ -60,9 +90,8 @@ def open_datasets(cfg: RunConfig, data: str | Path, val: str | Path | None):
         )
     train_names, val_names = split_names(full.names, cfg.data.val_fraction, cfg.train.seed)
     log.info("held out %d of %d images for validation", len(val_names), len(full.names))
-    return reader(data, normalize=cfg.data.normalize, names=train_names), reader(
-        data, normalize=cfg.data.normalize, names=val_names
-    )
+    return (open_reader(cfg, data, names=train_names, split=cfg.data.split),
+            open_reader(cfg, data, names=val_names, split=cfg.data.split))
 
 
 def lr_at(progress: float, peak: float, warmup: float = 0.05) -> float:
@@ -122,7 +151,7 @@ class _Trainer:
     def validate(self) -> dict[str, Any]:
         self.model.eval()
         if hasattr(self.method, "fit_state"):
-            self.method_state = self.method.fit_state(self.model, self.train_ds, self.device)
+            self.method_state = self.method.fit_state(self.model, self.train_ds, self.device, cfg=self.cfg)
         seg = Segmenter(self.model, self.cfg, device=self.device, state=self.method_state)
         results = evaluate_segmenter(seg, self.val_ds, n_classes=self.cfg.model.n_classes)
         self.model.train()
@@ -164,6 +193,9 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     device = torch.device(device)
     if (run_dir / LAST).is_file() and not resume:
         raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    get_method(cfg)  # an unknown method name fails here, before any data is read
+    GROUPERS.get(grouper_spec(cfg)[0])
+    check_before_training(cfg, data)
     train_ds, val_ds = open_datasets(cfg, data, val)
     tr = _Trainer(cfg, train_ds, val_ds, run_dir, device)
     if resume and (run_dir / LAST).is_file():
@@ -217,10 +249,10 @@ def _train_loop(tr: _Trainer, *, progress: bool) -> None:
             tr.opt.step()
             tr.step += 1
             for k, v in terms.items():
-                writer.add_scalar(f"loss/{k}", float(v), tr.step)
+                writer.add_scalar(f"loss/{k}", float(v.detach()), tr.step)
             writer.add_scalar("lr", lr, tr.step)
             bar.update(1)
-            bar.set_postfix({k: f"{float(v):.3f}" for k, v in terms.items()}, refresh=False)
+            bar.set_postfix({k: f"{float(v.detach()):.3f}" for k, v in terms.items()}, refresh=False)
             if tr.step - last_val >= cfg.val_every:
                 tr.elapsed += time.monotonic() - t0
                 t0 = time.monotonic()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import unet  # noqa: F401  (registers "unet")
+from . import context, unet  # noqa: F401  (registers "unet", "renet")
 from .base import BACKBONES, CONTEXTS
 from .net import PixelEmbeddingNet
 

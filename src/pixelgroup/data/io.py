@@ -1,0 +1,266 @@
+"""Reading and writing images and label masks; percentile normalisation; listing input files.
+
+Axis order: images are ``(H, W)`` or ``(H, W, C)`` channels-last, label images ``(H, W)``.
+Every failure raises :class:`DataError` (a ``ValueError``) with one line naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from ..fileio import atomic_write
+
+logger = logging.getLogger(__name__)
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+LABEL_SUFFIXES = (".tif", ".tiff", ".png")
+
+
+class DataError(ValueError):
+    """A file or folder that cannot be used as it is; the message names it and says how to fix it."""
+
+
+def _check_file(path: Path, suffixes: Sequence[str], what: str) -> None:
+    if path.suffix.lower() not in suffixes:
+        hint = " (JPEG is lossy: save masks as PNG or TIFF)" if what == "mask" else ""
+        raise DataError(
+            f"{path}: unsupported {what} file type '{path.suffix}'{hint}; use one of {', '.join(suffixes)}"
+        )
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found; check the path")
+
+
+def _decode(path: Path, *, keep_palette: bool) -> tuple[np.ndarray, bool]:
+    """The stored array and whether a 4th channel is alpha. Palette PNGs give indices if asked."""
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages[0]
+                rgba = page.photometric == tifffile.PHOTOMETRIC.RGB and bool(page.extrasamples)
+                return tif.asarray(), rgba
+        with Image.open(path) as im:
+            im.load()
+            if im.mode == "P" and not keep_palette:
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif im.mode in ("CMYK", "YCbCr", "HSV", "LAB", "PA"):
+                im = im.convert("RGB")
+            elif im.mode == "1":
+                im = im.convert("L")
+            arr = np.array(im)
+            if im.mode == "LA":
+                arr = arr[..., 0]
+            return arr, im.mode == "RGBA"
+    except Exception as exc:  # decoders raise many types; all mean "cannot read this file"
+        raise DataError(
+            f"{path}: cannot read file ({type(exc).__name__}: {exc}); re-export it as TIFF or PNG"
+        ) from None
+
+
+def _channels_last(arr: np.ndarray, path: Path) -> np.ndarray:
+    """``(H, W)``, ``(H, W, C)`` or channels-first ``(C, H, W)`` (C <= 4) -> ``(H, W[, C])``."""
+    while arr.ndim > 3 and arr.shape[0] == 1:  # ImageJ-style leading singleton axes (T, Z)
+        arr = arr[0]
+    if arr.ndim == 3 and arr.shape[0] <= 4 < min(arr.shape[1:]) and arr.shape[-1] > 4:
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] <= 4):
+        return arr
+    raise DataError(
+        f"{path}: image has shape {arr.shape}; expected (H, W), (H, W, C) or (C, H, W) with C <= 4 "
+        "(a 3D stack or time series? save one plane or a projection)"
+    )
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a 2D image, 8/16-bit or float, as stored (no rescaling).
+
+    Args:
+        path: ``.tif``/``.tiff`` (tifffile) or ``.png``/``.jpg``/``.jpeg`` (Pillow).
+
+    Returns:
+        ``(H, W)`` or ``(H, W, C)`` channels-last; an alpha channel is dropped (RGBA -> RGB) and a
+        channels-first TIFF ``(C, H, W)``, C <= 4, is moved to channels-last.
+    """
+    path = Path(path)
+    _check_file(path, IMAGE_SUFFIXES, "image")
+    arr, has_alpha = _decode(path, keep_palette=False)
+    arr = _channels_last(arr, path)
+    if arr.ndim == 3 and arr.shape[-1] == 4 and has_alpha:
+        arr = arr[..., :3]
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DataError(f"{path}: unsupported pixel type {arr.dtype}; save as 8/16-bit integer or float")
+    return np.ascontiguousarray(arr)
+
+
+def _labels_2d(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Squeeze singleton axes; accept a grey mask stored as identical RGB channels; else raise."""
+    arr = np.squeeze(arr) if arr.ndim > 2 else arr
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and (arr[..., :3] == arr[..., :1]).all():
+        arr = arr[..., 0]
+    if arr.ndim == 3 and min(arr.shape) <= 4:
+        raise DataError(
+            f"{path}: mask has {min(arr.shape)} channels (shape {arr.shape}); save a single-channel "
+            "label image (0 = background, 1..N = instance ids), not an RGB rendering of the mask"
+        )
+    if arr.ndim != 2:
+        raise DataError(f"{path}: mask has shape {arr.shape}; expected a 2D (H, W) label image")
+    return arr
+
+
+def read_labels(path: str | Path) -> np.ndarray:
+    """Read an instance (or class) label image: 0 = background, other ids need not be contiguous.
+
+    Integer and boolean masks of any width are accepted; float masks only if every value is a whole
+    number. Palette PNGs give their palette indices.
+
+    Returns:
+        ``(H, W)`` int64.
+    """
+    path = Path(path)
+    _check_file(path, LABEL_SUFFIXES, "mask")
+    arr, _ = _decode(path, keep_palette=True)
+    arr = _labels_2d(arr, path)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or not (arr == np.round(arr)).all():
+            raise DataError(
+                f"{path}: mask has non-integer values (labels damaged by interpolation?); save masks "
+                "with nearest-neighbour resampling and an integer dtype (uint16 / int32)"
+            )
+    elif not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        raise DataError(f"{path}: unsupported mask type {arr.dtype}; save an integer label image")
+    if arr.dtype == np.uint64 and arr.max(initial=0) > np.iinfo(np.int64).max:
+        raise DataError(f"{path}: mask ids exceed the int64 range; relabel them 1..N")
+    labels = arr.astype(np.int64)
+    low = labels.min(initial=0)
+    if low < 0:
+        raise DataError(
+            f"{path}: mask has negative values (min {low}); use 0 for background and 1..N for instances"
+        )
+    return labels
+
+
+def _label_array_for(path: Path, labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise DataError(f"{path}: labels must be a 2D integer array, got {labels.dtype} {labels.shape}")
+    low, high = int(labels.min(initial=0)), int(labels.max(initial=0))
+    is_png = path.suffix.lower() == ".png"
+    if is_png and (low < 0 or high > 65535):
+        raise DataError(f"{path}: ids {low}..{high} do not fit a 16-bit PNG; write a .tif instead")
+    if low >= 0 and high <= (255 if is_png else 65535):
+        return labels.astype(np.uint8 if is_png else np.uint16)
+    if is_png:
+        return labels.astype(np.uint16)
+    if low < np.iinfo(np.int32).min or high > np.iinfo(np.int32).max:
+        raise DataError(f"{path}: ids {low}..{high} do not fit int32; relabel them 1..N")
+    return labels.astype(np.int32)
+
+
+def write_labels(path: str | Path, labels: np.ndarray) -> Path:
+    """Write a ``(H, W)`` label image atomically.
+
+    ``.tif``/``.tiff``: uint16 when the ids fit, else int32 (zlib-compressed). ``.png``: uint8 when
+    the ids fit, else uint16.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in LABEL_SUFFIXES:
+        raise DataError(f"{path}: cannot write labels as '{path.suffix}'; use .tif or .png")
+    arr = _label_array_for(path, labels)
+    buf = io.BytesIO()
+    if path.suffix.lower() == ".png":
+        Image.fromarray(arr).save(buf, format="PNG")
+    else:
+        tifffile.imwrite(buf, arr, compression="zlib")
+    return atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+
+
+def write_image_png(path: str | Path, rgb_uint8: np.ndarray) -> Path:
+    """Write a ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` uint8 image as PNG, atomically."""
+    path = Path(path)
+    arr = np.asarray(rgb_uint8)
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
+        raise DataError(
+            f"{path}: expected a uint8 (H, W), (H, W, 3) or (H, W, 4) array, got {arr.dtype} {arr.shape}; "
+            "convert with np.clip(x, 0, 255).astype(np.uint8)"
+        )
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    return atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+
+
+def write_image_tiff(path: str | Path, image: np.ndarray) -> Path:
+    """Write an ``(H, W)`` or ``(H, W, C)`` image of any numeric dtype as a zlib TIFF, atomically."""
+    path = Path(path)
+    arr = np.ascontiguousarray(image)
+    photometric = "rgb" if arr.ndim == 3 and arr.shape[-1] == 3 and arr.dtype == np.uint8 else "minisblack"
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, photometric=photometric, compression="zlib")
+    return atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+
+
+def normalize_percentile(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
+    """Map each channel's ``low`` and ``high`` percentiles to 0 and 1, without clipping.
+
+    ``x' = (x - p_low) / (p_high - p_low + eps)`` with ``eps = 1e-20`` (as csbdeep / StarDist /
+    Cellpose), so a constant channel becomes zeros rather than NaN.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)``, any numeric dtype.
+
+    Returns:
+        ``(H, W, C)`` float32.
+    """
+    if not 0.0 <= low < high <= 100.0:
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}")
+    x = np.asarray(image)
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3:
+        raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {x.shape}")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise ValueError("image contains NaN or inf; replace them (e.g. np.nan_to_num) before normalising")
+    p_low, p_high = np.percentile(x.reshape(-1, x.shape[-1]), [low, high], axis=0)  # each (C,)
+    scale = (1.0 / (p_high - p_low + 1e-20)).astype(np.float32)
+    return ((x - p_low.astype(np.float32)) * scale).astype(np.float32, copy=False)
+
+
+def find_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """Expand files and folders (not recursive) into a list of image files.
+
+    Folders contribute their image files (suffixes in :data:`IMAGE_SUFFIXES`, hidden files skipped)
+    in sorted order; files are kept in the given order; duplicates are dropped.
+    """
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = _images_in(item)
+            if not files:
+                raise DataError(
+                    f"{item}: folder has no images ({', '.join(IMAGE_SUFFIXES)}); check the folder"
+                )
+            found.extend(files)
+        elif item.is_file():
+            _check_file(item, IMAGE_SUFFIXES, "image")
+            found.append(item)
+        else:
+            raise DataError(f"{item}: no such file or folder; check the path")
+    return list(dict.fromkeys(found))
+
+
+def _images_in(folder: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+    )

@@ -1,0 +1,377 @@
+"""Synthetic instance-segmentation datasets: fluorescence-like nuclei and textured RGB shapes.
+
+Every image is drawn from its own generator ``np.random.default_rng([seed, i])``, so the same seed
+gives byte-identical arrays and any image can be regenerated alone. Coordinates are ``(y, x)``.
+
+Objects are placed one after the other; a new object may touch earlier ones and overlap them a
+little (the later, "top" object owns the overlap in the label image), but never so much that an
+earlier object loses most of its area or is cut in two, so every object stays separable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from scipy import ndimage
+
+from .io import DataError, write_image_png, write_image_tiff, write_labels
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["nuclei", "shapes"]
+
+
+@dataclass
+class _Placed:
+    """An accepted object: its pixels inside its bounding box."""
+
+    box: tuple[slice, slice]
+    mask: np.ndarray  # (h, w) bool, inside the box
+    centre: tuple[float, float]  # (y, x)
+    radius: float
+
+
+def _box(size: int, cy: float, cx: float, half: float) -> tuple[slice, slice, np.ndarray, np.ndarray]:
+    """The bounding box of a disc of radius ``half`` clipped to the image, and its (dy, dx) grids."""
+    y0, y1 = max(int(cy - half), 0), min(int(cy + half) + 2, size)
+    x0, x1 = max(int(cx - half), 0), min(int(cx + half) + 2, size)
+    dy = (np.arange(y0, y1, dtype=np.float32) - cy)[:, None]  # (h, 1)
+    dx = (np.arange(x0, x1, dtype=np.float32) - cx)[None, :]  # (1, w)
+    return slice(y0, y1), slice(x0, x1), dy, dx
+
+
+def _polar_shape(
+    rng: np.random.Generator, dy: np.ndarray, dx: np.ndarray, a: float, b: float, wobble: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A rotated ellipse (semi-axes a >= b) with a smooth random boundary perturbation.
+
+    Returns:
+        ``(inside (h, w) bool, s (h, w) float32)`` where ``s`` is the normalised radius (0 at the
+        centre, 1 on the boundary).
+    """
+    theta = rng.uniform(0, np.pi)
+    u = np.cos(theta) * dx + np.sin(theta) * dy
+    v = -np.sin(theta) * dx + np.cos(theta) * dy
+    un, vn = u / a, v / b
+    rho = np.sqrt(un**2 + vn**2)
+    boundary = np.ones_like(rho)
+    if wobble > 0:
+        phi = np.arctan2(vn, un)
+        for k in (2, 3, 4, 5):
+            boundary += (wobble / k**0.5) * rng.uniform(-1, 1) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
+    s = rho / boundary
+    return s <= 1.0, s
+
+
+def _try_place(
+    labels: np.ndarray, placed: list[_Placed], box: tuple[slice, slice], mask: np.ndarray, max_overlap: float
+) -> bool:
+    """Whether a new object may go on top: small overlaps only, and no earlier object split in two."""
+    area = int(mask.sum())
+    if area < 12:
+        return False
+    under = labels[box][mask]
+    ids, counts = np.unique(under[under > 0], return_counts=True)
+    if counts.sum() > max_overlap * area:
+        return False
+    for obj_id, count in zip(ids.tolist(), counts.tolist()):
+        old = placed[obj_id - 1]
+        if count > max_overlap * old.mask.sum():
+            return False
+        remaining = (labels[old.box] == obj_id) & ~_paste(mask, box, old.box)
+        if ndimage.label(remaining)[1] > 1:
+            return False
+    return True
+
+
+def _paste(mask: np.ndarray, box: tuple[slice, slice], target: tuple[slice, slice]) -> np.ndarray:
+    """``mask`` (defined on ``box``) as seen inside ``target``: an array of the target box's shape."""
+    out = np.zeros((target[0].stop - target[0].start, target[1].stop - target[1].start), dtype=bool)
+    y0, y1 = max(box[0].start, target[0].start), min(box[0].stop, target[0].stop)
+    x0, x1 = max(box[1].start, target[1].start), min(box[1].stop, target[1].stop)
+    if y0 < y1 and x0 < x1:
+        out[y0 - target[0].start : y1 - target[0].start, x0 - target[1].start : x1 - target[1].start] = mask[
+            y0 - box[0].start : y1 - box[0].start, x0 - box[1].start : x1 - box[1].start
+        ]
+    return out
+
+
+def _centre(rng: np.random.Generator, size: int, placed: list[_Placed], radius: float, p_cluster: float):
+    """A uniform centre, or (with probability ``p_cluster``) one next to an earlier object."""
+    if placed and rng.random() < p_cluster:
+        near = placed[int(rng.integers(len(placed)))]
+        angle = rng.uniform(0, 2 * np.pi)
+        dist = (radius + near.radius) * rng.uniform(0.8, 1.1)
+        return near.centre[0] + dist * np.sin(angle), near.centre[1] + dist * np.cos(angle)
+    return rng.uniform(0, size), rng.uniform(0, size)
+
+
+def _smooth_field(rng: np.random.Generator, size: int, n_waves: int = 3, max_cycles: float = 1.5) -> np.ndarray:
+    """A low-frequency random field ``(size, size)`` float32 with values in about [-1, 1]."""
+    coords = np.arange(size, dtype=np.float32) / size
+    field = np.zeros((size, size), dtype=np.float32)
+    for _ in range(n_waves):
+        fy, fx = rng.uniform(-max_cycles, max_cycles, size=2)
+        phase = rng.uniform(0, 2 * np.pi)
+        wave_y = np.exp(1j * (2 * np.pi * fy * coords[:, None] + phase))  # separable: (H, 1) * (1, W)
+        wave_x = np.exp(1j * 2 * np.pi * fx * coords[None, :])
+        field += (wave_y * wave_x).real.astype(np.float32) / n_waves**0.5
+    return field
+
+
+def _texture(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    """Smoothed white noise with unit standard deviation, ``(size, size)`` float32."""
+    noise = ndimage.gaussian_filter(rng.standard_normal((size, size), dtype=np.float32), sigma)
+    return noise / (noise.std() + 1e-6)
+
+
+def _seams(labels: np.ndarray) -> np.ndarray:
+    """Pixels where two different objects meet (both sides of the contact), ``(H, W)`` bool."""
+    seam = np.zeros(labels.shape, dtype=bool)
+    for axis in (0, 1):
+        a = labels[(slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))]
+        b = labels[(slice(None, -1), slice(None)) if axis == 0 else (slice(None), slice(None, -1))]
+        contact = (a != b) & (a > 0) & (b > 0)
+        seam[(slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))] |= contact
+        seam[(slice(None, -1), slice(None)) if axis == 0 else (slice(None), slice(None, -1))] |= contact
+    return seam
+
+
+# ----------------------------------------------------------------------------------------- nuclei
+
+
+def _nuclei_layout(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Place nuclei. Returns ``(labels (H, W) int32, signal (H, W) float32)`` before imaging."""
+    density = rng.choice(3, p=[0.3, 0.35, 0.35])  # sparse, medium, crowded
+    coverage = rng.uniform(*[(0.04, 0.12), (0.12, 0.28), (0.28, 0.5)][density])
+    r_mean = np.exp(rng.uniform(np.log(5.0), np.log(13.0)))
+    r_max = min(20.0, size / 6)
+    max_ratio = rng.uniform(1.1, 3.0)
+    wobble = rng.uniform(0.0, 0.08)
+    p_cluster, max_overlap = rng.uniform(0.2, 0.8), rng.choice([0.0, rng.uniform(0.03, 0.12)])
+    dome, tex_amp = rng.uniform(0.0, 0.35), rng.uniform(0.05, 0.35)
+    texture = _texture(rng, size, rng.uniform(0.8, 2.5))
+
+    labels = np.zeros((size, size), dtype=np.int32)
+    signal = np.zeros((size, size), dtype=np.float32)
+    placed: list[_Placed] = []
+    covered, target = 0, coverage * size * size
+    for _ in range(int(8 * target / (np.pi * r_mean**2)) + 20):
+        if covered >= target:
+            break
+        r = float(np.clip(r_mean * np.exp(rng.normal(0, 0.2)), 4.0, max(r_max, 4.0)))
+        ratio = 1 + (min(max_ratio, (r / 3) ** 2) - 1) * rng.random() ** 1.5  # keeps the short axis >= 3 px
+        a, b = r * ratio**0.5, r / ratio**0.5
+        cy, cx = _centre(rng, size, placed, r, p_cluster)
+        if not (0 <= cy < size and 0 <= cx < size):
+            continue
+        ys, xs, dy, dx = _box(size, cy, cx, a * (1 + 2 * wobble) + 1)
+        inside, s = _polar_shape(rng, dy, dx, a, b, wobble)
+        if not _try_place(labels, placed, (ys, xs), inside, max_overlap):
+            continue
+        placed.append(_Placed((ys, xs), inside, (cy, cx), r))
+        labels[ys, xs][inside] = len(placed)
+        brightness = rng.uniform(0.2, 1.0)
+        local = brightness * (1 - dome * s**2) * (1 + tex_amp * rng.uniform(0.5, 1.5) * texture[ys, xs])
+        signal[ys, xs] += np.where(inside, np.clip(local, 0.05 * brightness, None), 0)
+        covered += int(inside.sum())
+    signal[_seams(labels)] *= rng.uniform(0.45, 0.8)
+    return labels, signal
+
+
+def _debris(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A few small unlabelled bright specks, ``(H, W)`` float32."""
+    specks = np.zeros((size, size), dtype=np.float32)
+    n = int(rng.integers(0, 5))
+    specks[rng.integers(0, size, n), rng.integers(0, size, n)] = rng.uniform(1.0, 4.0, n)
+    return specks
+
+
+def synth_nuclei(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fluorescence-like image of nuclei and its instance labels.
+
+    Crowding, nucleus size (radius ~4-20 px), elongation (axis ratio up to 3), brightness (0.2-1),
+    texture, touching/overlapping objects with a dark seam at contacts, an uneven background
+    (illumination gradient + autofluorescence), optical blur and Poisson + Gaussian noise all vary
+    from image to image.
+
+    Returns:
+        ``(image (size, size) uint16, labels (size, size) int32)``, 0 = background, 1..N nuclei.
+    """
+    if size < 16:
+        raise ValueError(f"size must be >= 16 pixels, got {size}")
+    labels, signal = _nuclei_layout(rng, size)
+    signal += _debris(rng, size)
+    auto = rng.uniform(0.0, 0.08) * np.clip(1 + _smooth_field(rng, size, 5, 4.0), 0, None)
+    scene = ndimage.gaussian_filter(signal + auto, rng.uniform(0.6, 1.6))
+    illumination = 1 + rng.uniform(0.0, 0.35) * _smooth_field(rng, size, 2, 0.8)
+    scene = (scene + rng.uniform(0.01, 0.06)) * illumination  # background offset, then vignetting
+    photons = np.exp(rng.uniform(np.log(40.0), np.log(800.0)))
+    counts = rng.poisson(np.clip(scene, 0, None) * photons).astype(np.float32)
+    gain, offset = rng.uniform(8.0, 40.0), rng.uniform(100.0, 500.0)
+    adu = offset + gain * counts + rng.normal(0.0, rng.uniform(1.0, 6.0) * gain, size=counts.shape)
+    return np.clip(np.round(adu), 0, 65535).astype(np.uint16), labels
+
+
+# ----------------------------------------------------------------------------------------- shapes
+
+
+def _random_colour(rng: np.random.Generator, avoid: list[np.ndarray], min_dist: float = 0.35) -> np.ndarray:
+    """An RGB colour in [0, 1] at least ``min_dist`` away from every colour in ``avoid`` (best of 20)."""
+    best, best_dist = None, -1.0
+    for _ in range(20):
+        colour = rng.uniform(0.05, 1.0, size=3).astype(np.float32)
+        colour[rng.integers(3)] *= rng.uniform(0.0, 0.5)  # saturate one channel down
+        dist = min((float(np.linalg.norm(colour - c)) for c in avoid), default=1.0)
+        if dist >= min_dist:
+            return colour
+        if dist > best_dist:
+            best, best_dist = colour, dist
+    return best
+
+
+def _shape_mask(rng: np.random.Generator, kind: str, dy: np.ndarray, dx: np.ndarray, r: float) -> np.ndarray:
+    """The inside of one shape of radius ~``r`` centred at ``(0, 0)`` on the ``(dy, dx)`` grid."""
+    if kind == "disc":
+        return dy**2 + dx**2 <= r**2
+    if kind == "ellipse":
+        ratio = rng.uniform(1.3, 2.5)
+        return _polar_shape(rng, dy, dx, r * ratio**0.5, r / ratio**0.5, 0.0)[0]
+    if kind == "blob":
+        return _polar_shape(rng, dy, dx, r, r * rng.uniform(0.7, 1.0), rng.uniform(0.15, 0.3))[0]
+    theta = rng.uniform(0, np.pi)
+    u, v = np.cos(theta) * dx + np.sin(theta) * dy, -np.sin(theta) * dx + np.cos(theta) * dy
+    if kind == "rectangle":
+        ratio = rng.uniform(1.0, 2.2)
+        return (np.abs(u) <= r * ratio**0.5 * 0.85) & (np.abs(v) <= r / ratio**0.5 * 0.85)
+    # triangle: inside all three edges of a (slightly irregular) triangle inscribed in the circle r
+    angles = theta + np.array([0.0, 2 * np.pi / 3, 4 * np.pi / 3]) + rng.uniform(-0.3, 0.3, 3)
+    vy, vx = r * 1.15 * np.sin(angles), r * 1.15 * np.cos(angles)
+    inside = np.ones(np.broadcast_shapes(dy.shape, dx.shape), dtype=bool)
+    for i in range(3):
+        j = (i + 1) % 3
+        inside &= (vx[j] - vx[i]) * (dy - vy[i]) - (vy[j] - vy[i]) * (dx - vx[i]) >= 0
+    return inside
+
+
+def _pattern(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, noise: np.ndarray, size: int) -> np.ndarray:
+    """A random surface pattern around 1 on the pixel grid ``(yy, xx)``: noise, stripes, gradient or flat.
+
+    ``yy`` ``(h, 1)`` and ``xx`` ``(1, w)`` are absolute pixel coordinates; ``noise`` is ``(h, w)``.
+    """
+    kind = rng.integers(4)
+    if kind == 0:
+        return 1 + rng.uniform(0.05, 0.25) * noise
+    theta, period = rng.uniform(0, np.pi), rng.uniform(4.0, 14.0)
+    ramp = np.cos(theta) * xx + np.sin(theta) * yy  # (h, w)
+    if kind == 1:
+        return 1 + rng.uniform(0.1, 0.3) * np.sin(2 * np.pi * ramp / period)
+    if kind == 2:
+        return 1 + rng.uniform(0.2, 0.5) * (ramp - size / 2) / size
+    return np.ones_like(noise)
+
+
+def synth_shapes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Textured coloured discs, ellipses, rectangles, triangles and blobs on a textured background.
+
+    Objects touch and occlude each other (the top object owns the overlap); touching objects get
+    distinct colours.
+
+    Returns:
+        ``(image (size, size, 3) uint8, labels (size, size) int32)``, 0 = background.
+    """
+    if size < 16:
+        raise ValueError(f"size must be >= 16 pixels, got {size}")
+    noise = _texture(rng, size, rng.uniform(0.7, 2.0))
+    background = _random_colour(rng, [])
+    variation = np.stack([_smooth_field(rng, size, 2, 1.0) for _ in range(3)], axis=-1)  # (H, W, 3)
+    grid = np.arange(size, dtype=np.float32)
+    pattern = _pattern(rng, grid[:, None], grid[None, :], noise, size)
+    image = background * (1 + 0.2 * variation) * pattern[..., None]  # (H, W, 3)
+    labels = np.zeros((size, size), dtype=np.int32)
+    placed: list[_Placed] = []
+    colours: list[np.ndarray] = []
+    covered, target = 0, rng.uniform(0.15, 0.5) * size * size
+    r_max = min(28.0, size / 5)
+    for _ in range(400):
+        if covered >= target:
+            break
+        r = rng.uniform(min(6.0, r_max), r_max)
+        cy, cx = _centre(rng, size, placed, r, 0.5)
+        if not (0 <= cy < size and 0 <= cx < size):
+            continue
+        ys, xs, dy, dx = _box(size, cy, cx, 1.5 * r + 1)
+        inside = _shape_mask(rng, rng.choice(["disc", "ellipse", "rectangle", "triangle", "blob"]), dy, dx, r)
+        if not _try_place(labels, placed, (ys, xs), inside, 0.3):
+            continue
+        near = np.unique(labels[ys, xs][ndimage.binary_dilation(inside, iterations=2)])
+        colour = _random_colour(rng, [background] + [colours[i - 1] for i in near if i > 0])
+        placed.append(_Placed((ys, xs), inside, (cy, cx), r))
+        colours.append(colour)
+        labels[ys, xs][inside] = len(placed)
+        surface = colour * _pattern(rng, grid[ys, None], grid[None, xs], noise[ys, xs], size)[..., None]
+        image[ys, xs] = np.where(inside[..., None], surface, image[ys, xs])
+        covered += int(inside.sum())
+    image = ndimage.gaussian_filter(image, (rng.uniform(0.3, 0.9),) * 2 + (0,))
+    image += rng.normal(0.0, rng.uniform(0.005, 0.03), image.shape).astype(np.float32)
+    return np.clip(np.round(image * 255), 0, 255).astype(np.uint8), labels
+
+
+# ------------------------------------------------------------------------------------------ writer
+
+_KINDS: dict[str, tuple[Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]], str]] = {
+    "nuclei": (synth_nuclei, ".tif"),
+    "shapes": (synth_shapes, ".png"),
+}
+
+
+def write_synthetic(out: str | Path, *, kind: Kind, n: int, size: int, seed: int) -> list[Path]:
+    """Write a folder dataset ``out/images/NAME.{tif,png}`` + ``out/masks/NAME.tif``.
+
+    Image ``i`` is drawn from ``np.random.default_rng([seed, i])`` and named ``{kind}_{i:04d}``.
+    Re-running with the same arguments rewrites identical files; a folder that already holds other
+    images or masks is refused (so two datasets are never mixed).
+
+    Returns:
+        The image paths, in order.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"unknown synthetic kind '{kind}'; valid kinds: {', '.join(sorted(_KINDS))}")
+    if n < 1 or size < 16 or seed < 0:
+        raise ValueError(f"need n >= 1, size >= 16 and seed >= 0, got n={n}, size={size}, seed={seed}")
+    generate, suffix = _KINDS[kind]
+    out = Path(out)
+    names = [f"{kind}_{i:0{max(4, len(str(n - 1)))}d}" for i in range(n)]
+    _check_empty(out, {f"images/{name}{suffix}" for name in names} | {f"masks/{name}.tif" for name in names})
+    paths = []
+    for i, name in enumerate(names):
+        image, labels = generate(np.random.default_rng([seed, i]), size)
+        image_path = out / "images" / f"{name}{suffix}"
+        if suffix == ".png":
+            write_image_png(image_path, image)
+        else:
+            write_image_tiff(image_path, image)
+        write_labels(out / "masks" / f"{name}.tif", labels)
+        paths.append(image_path)
+    logger.info("wrote %d synthetic %s images (%d px) to %s", n, kind, size, out)
+    return paths
+
+
+def _check_empty(out: Path, expected: set[str]) -> None:
+    for sub in ("images", "masks"):
+        folder = out / sub
+        if not folder.is_dir():
+            continue
+        others = sorted(
+            p.name for p in folder.iterdir() if not p.name.startswith(".") and f"{sub}/{p.name}" not in expected
+        )
+        if others:
+            raise DataError(
+                f"{folder}: already holds {len(others)} other file(s) (e.g. {others[0]}); "
+                "write to an empty folder or delete them"
+            )
