@@ -58,8 +58,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", type=Path, required=True, help="ground-truth folder (or dataset folder)")
     p.add_argument("--pred", type=Path, required=True)
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
-    p.add_argument("--semantic", action="store_true", help="class maps (mIoU) instead of instances")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--semantic", action="store_true", help="class maps (mIoU) instead of instances")
+    kind.add_argument("--boundaries", action="store_true", help="boundary maps (BSDS ODS/OIS/AP)")
+    kind.add_argument("--proposals", action="store_true", help="ranked proposals (AR@10, AR@100)")
     p.add_argument("--n-classes", type=int, default=None)
+
+    p = sub.add_parser("check", help="check a dataset for problems before training")
+    p.add_argument("root", type=Path)
+    p.add_argument("--format", default=None, help="dataset format (default: detected)")
+    p.add_argument("--fix", action="store_true", help="turn binary masks into instance labels (originals kept)")
+    p.add_argument("--max-samples", type=int, default=None, help="read at most this many samples")
+
+    p = sub.add_parser("boundaries", help="boundary-probability maps from an embedding model")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("inputs", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    _add_device(p)
+
+    p = sub.add_parser("proposals", help="ranked object proposals (COCO RLE JSON) from an embedding model")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("inputs", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--top", type=int, default=100, help="proposals kept per image")
+    _add_device(p)
+
+    p = sub.add_parser("explain", help="SegSort: the training segments that voted for each predicted segment")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("image", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--data", type=Path, default=None, help="training data (default: the folder it was trained on)")
+    p.add_argument("--k", type=int, default=None, help="voters shown (default: the model's k)")
+    _add_device(p)
 
     p = sub.add_parser("demo", help="synthetic data -> train -> predict -> evaluate, in minutes on a CPU")
     p.add_argument("--out", type=Path, default=Path("pixelgroup-demo"))
@@ -120,12 +150,60 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .engine.evaluate import evaluate_folders
+    from .engine import evaluate as ev
     from .metrics.report import format_instance_table, format_semantic_table
 
-    res = evaluate_folders(args.gt, args.pred, semantic=args.semantic, n_classes=args.n_classes,
-                           json_path=args.json)
-    print(format_semantic_table(res) if args.semantic else format_instance_table(res))
+    if args.boundaries:
+        res = ev.evaluate_boundaries(args.gt, args.pred, json_path=args.json)
+        print(f"ODS {res['ods']:.4f}  OIS {res['ois']:.4f}  AP {res['ap']:.4f}  (threshold {res['threshold']:.3f})")
+    elif args.proposals:
+        res = ev.evaluate_proposals(args.gt, args.pred, json_path=args.json)
+        print("  ".join(f"{k.upper()} {v:.4f}" for k, v in res.items() if k.startswith("ar@")))
+    else:
+        res = ev.evaluate_folders(args.gt, args.pred, semantic=args.semantic, n_classes=args.n_classes,
+                                  json_path=args.json)
+        print(format_semantic_table(res) if args.semantic else format_instance_table(res))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .data.check import check_dataset
+
+    report = check_dataset(args.root, format=args.format, fix=args.fix, max_samples=args.max_samples)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _cmd_boundaries(args: argparse.Namespace) -> int:
+    from .engine.embedding_tools import boundaries_paths
+    from .engine.segmenter import load_model
+
+    written = boundaries_paths(load_model(args.model, device=_device(args.device)), args.inputs, args.out)
+    print(f"wrote {len(written)} boundary map(s) to {args.out}")
+    return 0
+
+
+def _cmd_proposals(args: argparse.Namespace) -> int:
+    from .engine.embedding_tools import proposals_paths
+    from .engine.segmenter import load_model
+
+    seg = load_model(args.model, device=_device(args.device))
+    written = proposals_paths(seg, args.inputs, args.out, top_k=args.top)
+    print(f"wrote proposals for {len(written)} image(s) to {args.out}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .engine.checkpoint import load_checkpoint
+    from .engine.embedding_tools import explain_image
+    from .engine.segmenter import load_model
+
+    data = args.data or load_checkpoint(args.model)[1].get("data_root")
+    if data is None:
+        raise ValueError("the model does not record its training data; pass --data DIR")
+    written = explain_image(load_model(args.model, device=_device(args.device)), args.image, args.out,
+                            data_root=data, k=args.k)
+    print(f"wrote {len(written)} segment panel(s) to {args.out}")
     return 0
 
 
@@ -142,7 +220,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"synth": _cmd_synth, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate,
-            "demo": _cmd_demo}
+            "demo": _cmd_demo, "check": _cmd_check, "boundaries": _cmd_boundaries, "proposals": _cmd_proposals,
+            "explain": _cmd_explain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

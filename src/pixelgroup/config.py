@@ -24,6 +24,9 @@ class DataConfig:
             ``cityscapes``, ``cvppp``, ``semantic_folder``) or ``auto`` (detected from the layout).
         split: image-set of the standard formats (VOC ``train``/``val``, Cityscapes ``train``, ...).
         skip_bad: skip (and count) malformed samples instead of stopping.
+        segments: over-segmentation for unsupervised SegSort (``semantic_folder`` only): ``auto``
+            (``DIR/segments`` when present), ``files`` (required), or a method computing them
+            (``felzenszwalb``, ``slic``, ``watershed``).
         normalize: per-image percentiles mapped to 0 and 1.
         crop_size: square training crop side, pixels (images smaller than this are padded).
         batch_size: training crops per step.
@@ -35,6 +38,7 @@ class DataConfig:
     format: str = "auto"
     split: str | None = None
     skip_bad: bool = False
+    segments: str = "auto"
     normalize: tuple[float, float] = (1.0, 99.8)
     crop_size: int = 128
     batch_size: int = 8

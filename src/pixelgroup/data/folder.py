@@ -17,6 +17,7 @@ from .io import IMAGE_SUFFIXES, LABEL_SUFFIXES, DataError, normalize_percentile,
 logger = logging.getLogger(__name__)
 
 _SHOW = 5  # names listed in an error message
+_Problem = tuple[str, str]  # (sample name, one-line reason with the fix)
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -24,26 +25,31 @@ def _listing(names: Sequence[str]) -> str:
     return ", ".join(names[:_SHOW]) + more
 
 
-def _files_by_stem(folder: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
-    """Map stem -> file for the files of ``folder`` with one of ``suffixes``; duplicate stems raise."""
+def _files_by_stem(folder: Path, suffixes: Sequence[str], what: str) -> tuple[dict[str, Path], list[_Problem]]:
+    """Map stem -> file for the files of ``folder`` with one of ``suffixes``, and the problems found.
+
+    A stem used twice (``a.png`` + ``a.tif``) and a JPEG mask are problems of that stem.
+    """
     if not folder.is_dir():
         raise DataError(f"{folder}: {what} folder not found; a folder dataset is ROOT/images + ROOT/masks")
     by_stem: dict[str, Path] = {}
+    problems: list[_Problem] = []
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or not path.is_file():
             continue
         suffix = path.suffix.lower()
         if what == "masks" and suffix in (".jpg", ".jpeg"):
-            raise DataError(f"{path}: JPEG masks are lossy and corrupt label ids; save masks as PNG or TIFF")
-        if suffix not in suffixes:
+            problems.append((path.stem, f"{path}: JPEG masks are lossy and corrupt label ids; save it as PNG or TIFF"))
+        elif suffix not in suffixes:
             continue
-        if path.stem in by_stem:
-            raise DataError(
-                f"{folder}: two {what} files share the name '{path.stem}' ({by_stem[path.stem].name}, "
-                f"{path.name}); keep one"
+        elif path.stem in by_stem:
+            problems.append(
+                (path.stem, f"{folder}: two {what} files share the name '{path.stem}' "
+                            f"({by_stem[path.stem].name}, {path.name}); keep one")
             )
-        by_stem[path.stem] = path
-    return by_stem
+        else:
+            by_stem[path.stem] = path
+    return by_stem, problems
 
 
 @DATASETS.register("folder")
@@ -60,6 +66,12 @@ class FolderDataset(Dataset):
             to keep raw intensities (as float32).
         names: restrict to these stems (e.g. one side of :func:`split_names`); ``None`` = all.
         cache_mb: keep decoded samples in memory up to this many megabytes (0 = never cache).
+        skip_bad: instead of raising on the first problem, read every sample up front and skip
+            (and record in ``skipped``) the unpaired, duplicated, unreadable or mismatched ones.
+
+    Attributes:
+        names: the sample stems, sorted.
+        skipped: ``(name, reason)`` of every sample dropped because ``skip_bad=True``.
     """
 
     def __init__(
@@ -69,44 +81,72 @@ class FolderDataset(Dataset):
         normalize: tuple[float, float] | None = (1.0, 99.8),
         names: Sequence[str] | None = None,
         cache_mb: float = 1024.0,
+        skip_bad: bool = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset folder not found; check the path")
-        images = _files_by_stem(self.root / "images", IMAGE_SUFFIXES, "images")
-        masks = _files_by_stem(self.root / "masks", LABEL_SUFFIXES, "masks")
-        if not images:
+        self._images, problems = _files_by_stem(self.root / "images", IMAGE_SUFFIXES, "images")
+        self._masks, mask_problems = _files_by_stem(self.root / "masks", LABEL_SUFFIXES, "masks")
+        if not self._images:
             raise DataError(f"{self.root / 'images'}: no images ({', '.join(IMAGE_SUFFIXES)}); add some")
-        _check_pairs(self.root, images, masks)
-        self.names: list[str] = sorted(images) if names is None else _subset(self.root, images, names)
-        self._images = images
-        self._masks = masks
+        problems += mask_problems + _pairing_problems(self.root, self._images, self._masks)
+        listed = sorted(set(self._images) | set(self._masks) | {name for name, _ in problems})
+        chosen = listed if names is None else _subset(self.root, listed, names)
+        problems = [(name, why) for name, why in problems if name in chosen]
+        if problems and not skip_bad:
+            others = sorted({name for name, _ in problems[1:]})
+            more = f" ({len(problems)} problems in all; also: {_listing(others)})" if others else ""
+            raise DataError(f"{problems[0][1]}{more}; or pass skip_bad=True to skip bad samples")
         self.normalize = normalize
-        self._cache: dict[int, dict[str, Any]] = {}
+        self._cache: dict[str, dict[str, Any]] = {}
         self._cache_budget = int(cache_mb * 2**20)
+        self.skipped: list[_Problem] = list(problems)
+        bad = {name for name, _ in problems}
+        self.names: list[str] = [name for name in chosen if name not in bad]
+        if skip_bad:
+            self._drop_unreadable()
+
+    def _drop_unreadable(self) -> None:
+        kept = []
+        for name in self.names:
+            try:
+                self._cached_read(name)
+                kept.append(name)
+            except DataError as err:
+                self.skipped.append((name, str(err)))
+        self.names = kept
+        if self.skipped:
+            logger.warning(
+                "%s: skipped %d bad sample(s), kept %d (first: %s); see the dataset's .skipped",
+                self.root, len(self.skipped), len(self.names), self.skipped[0][1],
+            )
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def image_path(self, index: int) -> Path:
-        return self._images[self.names[index]]
-
-    def mask_path(self, index: int) -> Path:
-        return self._masks[self.names[index]]
+    def sample_files(self, index: int) -> dict[str, Path]:
+        """The files sample ``index`` is read from: ``{"image": ..., "mask": ...}``."""
+        name = self.names[index]
+        return {"image": self._images[name], "mask": self._masks[name]}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if index in self._cache:
-            sample = self._cache[index]
-            return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in sample.items()}
-        sample = self._read(index)
+        sample = self._cached_read(self.names[index])
+        return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in sample.items()}
+
+    def _cached_read(self, name: str) -> dict[str, Any]:
+        """The sample ``name``, from the cache when there; the caller must not modify it."""
+        if name in self._cache:
+            return self._cache[name]
+        sample = self._read(name)
         nbytes = sample["image"].nbytes + sample["instances"].nbytes
         if nbytes <= self._cache_budget:
             self._cache_budget -= nbytes
-            self._cache[index] = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in sample.items()}
+            self._cache[name] = sample
         return sample
 
-    def _read(self, index: int) -> dict[str, Any]:
-        image_path, mask_path = self.image_path(index), self.mask_path(index)
+    def _read(self, name: str) -> dict[str, Any]:
+        image_path, mask_path = self._images[name], self._masks[name]
         image = read_image(image_path)
         instances = read_labels(mask_path)
         if image.shape[:2] != instances.shape:
@@ -118,31 +158,28 @@ class FolderDataset(Dataset):
             image = (image[..., None] if image.ndim == 2 else image).astype(np.float32)
         else:
             image = normalize_percentile(image, *self.normalize)
-        return {"image": image, "instances": instances, "name": self.names[index]}
+        return {"image": image, "instances": instances, "name": name}
 
     def __repr__(self) -> str:
-        return f"FolderDataset(root={str(self.root)!r}, n={len(self)})"
+        return f"FolderDataset(root={str(self.root)!r}, n={len(self)}, skipped={len(self.skipped)})"
 
 
-def _check_pairs(root: Path, images: dict[str, Path], masks: dict[str, Path]) -> None:
-    no_mask = sorted(set(images) - set(masks))
-    if no_mask:
-        raise DataError(
-            f"{root / 'masks'}: no mask for {len(no_mask)} image(s): {_listing(no_mask)}; add "
-            "masks/NAME.tif (or .png) with the image's name, or remove the images"
-        )
-    no_image = sorted(set(masks) - set(images))
-    if no_image:
-        raise DataError(
-            f"{root / 'images'}: no image for {len(no_image)} mask(s): {_listing(no_image)}; add the "
-            "images or remove the masks"
-        )
+def _pairing_problems(root: Path, images: dict[str, Path], masks: dict[str, Path]) -> list[_Problem]:
+    problems = [
+        (name, f"{images[name]}: no mask for this image; add masks/{name}.tif (or .png) or remove the image")
+        for name in sorted(set(images) - set(masks))
+    ]
+    problems += [
+        (name, f"{masks[name]}: no image for this mask; add images/{name}.<ext> or remove the mask")
+        for name in sorted(set(masks) - set(images))
+    ]
+    return problems
 
 
-def _subset(root: Path, images: dict[str, Path], names: Sequence[str]) -> list[str]:
+def _subset(root: Path, listed: Sequence[str], names: Sequence[str]) -> list[str]:
     if isinstance(names, str):
         raise TypeError("names must be a sequence of file stems, not a single string")
-    unknown = sorted(set(names) - set(images))
+    unknown = sorted(set(names) - set(listed))
     if unknown:
         raise DataError(f"{root}: unknown image name(s) {_listing(unknown)}; use stems of files in images/")
     return sorted(set(names))

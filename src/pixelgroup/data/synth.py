@@ -11,7 +11,8 @@ earlier object loses most of its area or is cut in two, so every object stays se
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,48 +46,118 @@ def _box(size: int, cy: float, cx: float, half: float) -> tuple[slice, slice, np
     return slice(y0, y1), slice(x0, x1), dy, dx
 
 
-def _polar_shape(
-    rng: np.random.Generator, dy: np.ndarray, dx: np.ndarray, a: float, b: float, wobble: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """A rotated ellipse (semi-axes a >= b) with a smooth random boundary perturbation.
+_N_ANGLES = 128
+_ANGLES = np.linspace(-np.pi, np.pi, _N_ANGLES, endpoint=False)
+_HARMONICS = np.arange(2, 6)[:, None]  # (4, 1): k of the boundary perturbation
+_COS_K = np.cos(_HARMONICS * _ANGLES[None, :])  # (4, N_ANGLES)
+_SIN_K = np.sin(_HARMONICS * _ANGLES[None, :])
+
+
+def _boundary_table(amount: float, u: Sequence[float]) -> np.ndarray:
+    """A smooth random boundary ``R(phi) = 1 + sum_k c_k cos(k phi + psi_k)``, k = 2..5, tabulated.
+
+    ``c_k = amount * U(-1, 1) / sqrt(k)`` and ``psi_k = U(0, 2 pi)`` come from the 8 uniforms ``u``.
 
     Returns:
-        ``(inside (h, w) bool, s (h, w) float32)`` where ``s`` is the normalised radius (0 at the
-        centre, 1 on the boundary).
+        ``(N_ANGLES,)`` float32, ``R`` at the angles ``_ANGLES`` (from -pi).
     """
-    theta = rng.uniform(0, np.pi)
-    u = np.cos(theta) * dx + np.sin(theta) * dy
-    v = -np.sin(theta) * dx + np.cos(theta) * dy
-    un, vn = u / a, v / b
-    rho = np.sqrt(un**2 + vn**2)
-    boundary = np.ones_like(rho)
-    if wobble > 0:
-        phi = np.arctan2(vn, un)
-        for k in (2, 3, 4, 5):
-            boundary += (wobble / k**0.5) * rng.uniform(-1, 1) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
-    s = rho / boundary
+    coef = amount * (2 * np.asarray(u[:4])[:, None] - 1) / np.sqrt(_HARMONICS)  # (4, 1)
+    psi = 2 * np.pi * np.asarray(u[4:8])[:, None]
+    # cos(k phi + psi) = cos(k phi) cos(psi) - sin(k phi) sin(psi)
+    return (1 + (coef * (np.cos(psi) * _COS_K - np.sin(psi) * _SIN_K)).sum(0)).astype(np.float32)
+
+
+def _polar_shape(
+    dy: np.ndarray, dx: np.ndarray, a: float, b: float, theta: float, boundary: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """An ellipse (semi-axes ``a`` >= ``b``, long axis at angle ``theta``), optionally with a wobbly boundary.
+
+    Args:
+        dy: ``(h, 1)`` and dx ``(1, w)``: pixel offsets from the centre.
+        boundary: ``(N_ANGLES,)`` boundary radius per angle from :func:`_boundary_table`, or ``None``.
+
+    Returns:
+        ``(inside (h, w) bool, s (h, w) float32)``; ``s`` is the normalised radius (0 at the centre,
+        1 on the boundary).
+    """
+    c, sn = np.float32(math.cos(theta)), np.float32(math.sin(theta))
+    un = (c * dx + sn * dy) / np.float32(a)  # (h, w), along the long axis
+    vn = (c * dy - sn * dx) / np.float32(b)
+    s = np.sqrt(un * un + vn * vn)
+    if boundary is not None:
+        index = ((np.arctan2(vn, un) + np.pi) * (_N_ANGLES / (2 * np.pi))).astype(np.intp) % _N_ANGLES
+        s /= boundary[index]
     return s <= 1.0, s
 
 
-def _try_place(
-    labels: np.ndarray, placed: list[_Placed], box: tuple[slice, slice], mask: np.ndarray, max_overlap: float
-) -> bool:
-    """Whether a new object may go on top: small overlaps only, and no earlier object split in two."""
-    area = int(mask.sum())
-    if area < 12:
-        return False
-    under = labels[box][mask]
-    ids, counts = np.unique(under[under > 0], return_counts=True)
-    if counts.sum() > max_overlap * area:
-        return False
-    for obj_id, count in zip(ids.tolist(), counts.tolist()):
-        old = placed[obj_id - 1]
-        if count > max_overlap * old.mask.sum():
+class _Canvas:
+    """The label image being built and the objects placed on it so far (ids 1..N in placement order)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.labels = np.zeros((size, size), dtype=np.int32)
+        self.objects: list[_Placed] = []
+        self._circles = np.zeros((64, 3), dtype=np.float64)  # (capacity, 3): cy, cx, radius
+
+    def propose_centre(self, u: Sequence[float], radius: float, p_cluster: float) -> tuple[float, float]:
+        """A uniform centre, or (with probability ``p_cluster``) one next to an earlier object.
+
+        ``u`` holds 6 uniform numbers in [0, 1) (drawn in bulk by the caller: much faster than
+        drawing them one at a time).
+        """
+        if self.objects and u[0] < p_cluster:
+            near = self.objects[int(u[1] * len(self.objects))]
+            angle, dist = 2 * math.pi * u[2], (radius + near.radius) * (0.8 + 0.3 * u[3])
+            return near.centre[0] + dist * math.sin(angle), near.centre[1] + dist * math.cos(angle)
+        return u[4] * self.size, u[5] * self.size
+
+    def too_close(self, cy: float, cx: float, radius: float, factor: float) -> bool:
+        """Cheap early rejection: outside the image, on an object, or within ``factor * (r + r_j)``."""
+        if not (0 <= cy < self.size and 0 <= cx < self.size) or self.labels[int(cy), int(cx)] > 0:
+            return True
+        c = self._circles[: len(self.objects)]
+        return bool(((c[:, 0] - cy) ** 2 + (c[:, 1] - cx) ** 2 < (factor * (radius + c[:, 2])) ** 2).any())
+
+    def fits(self, box: tuple[slice, slice], mask: np.ndarray, max_overlap: float) -> bool:
+        """Whether a new object may go on top: small overlaps only, and no earlier object split in two.
+
+        ``mask`` must be one 4-connected component (see :func:`_largest_component`).
+        """
+        area = int(mask.sum())
+        if area < 12:
             return False
-        remaining = (labels[old.box] == obj_id) & ~_paste(mask, box, old.box)
-        if ndimage.label(remaining)[1] > 1:
+        under = self.labels[box][mask]
+        under = under[under > 0]
+        if under.size == 0:
+            return True
+        if under.size > max_overlap * area:
             return False
-    return True
+        ids, counts = np.unique(under, return_counts=True)
+        for obj_id, count in zip(ids.tolist(), counts.tolist()):
+            old = self.objects[obj_id - 1]
+            if count > max_overlap * old.mask.sum():
+                return False
+            remaining = (self.labels[old.box] == obj_id) & ~_paste(mask, box, old.box)
+            if ndimage.label(remaining)[1] > 1:
+                return False
+        return True
+
+    def add(self, box: tuple[slice, slice], mask: np.ndarray, centre: tuple[float, float], radius: float) -> int:
+        """Place an object on top of the others; returns its id."""
+        if len(self.objects) == len(self._circles):
+            self._circles = np.concatenate([self._circles, np.zeros_like(self._circles)])
+        self._circles[len(self.objects)] = centre[0], centre[1], radius
+        self.objects.append(_Placed(box, mask, centre, radius))
+        self.labels[box][mask] = len(self.objects)
+        return len(self.objects)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected component of ``mask`` (drops pixels joined only by a corner)."""
+    components, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    return components == np.argmax(np.bincount(components.ravel())[1:]) + 1
 
 
 def _paste(mask: np.ndarray, box: tuple[slice, slice], target: tuple[slice, slice]) -> np.ndarray:
@@ -99,16 +170,6 @@ def _paste(mask: np.ndarray, box: tuple[slice, slice], target: tuple[slice, slic
             y0 - box[0].start : y1 - box[0].start, x0 - box[1].start : x1 - box[1].start
         ]
     return out
-
-
-def _centre(rng: np.random.Generator, size: int, placed: list[_Placed], radius: float, p_cluster: float):
-    """A uniform centre, or (with probability ``p_cluster``) one next to an earlier object."""
-    if placed and rng.random() < p_cluster:
-        near = placed[int(rng.integers(len(placed)))]
-        angle = rng.uniform(0, 2 * np.pi)
-        dist = (radius + near.radius) * rng.uniform(0.8, 1.1)
-        return near.centre[0] + dist * np.sin(angle), near.centre[1] + dist * np.cos(angle)
-    return rng.uniform(0, size), rng.uniform(0, size)
 
 
 def _smooth_field(rng: np.random.Generator, size: int, n_waves: int = 3, max_cycles: float = 1.5) -> np.ndarray:
@@ -130,15 +191,31 @@ def _texture(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
     return noise / (noise.std() + 1e-6)
 
 
+def _haze(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
+    """Smooth random blobs about ``scale`` pixels across, ``(size, size)`` float32, mean ~0.5.
+
+    Coarse noise on a grid of spacing ``scale`` is interpolated with Gaussian weights, separably:
+    ``field = Wy @ coarse @ Wx.T`` with ``W`` ``(size, n)``.
+    """
+    n = int(np.ceil(size / scale)) + 2
+    coarse = rng.random((n, n), dtype=np.float32)
+    pos = np.arange(size, dtype=np.float32)[:, None] / scale + 1 - np.arange(n, dtype=np.float32)[None, :]
+    weights = np.exp(-0.5 * (pos / 0.7) ** 2)  # (size, n)
+    weights /= weights.sum(1, keepdims=True)
+    # einsum rather than @: these matrices are too small for multi-threaded BLAS to pay off
+    rows = np.einsum("yi,ij->yj", weights, coarse)  # (size, n)
+    return np.einsum("yj,xj->yx", rows, weights)
+
+
 def _seams(labels: np.ndarray) -> np.ndarray:
     """Pixels where two different objects meet (both sides of the contact), ``(H, W)`` bool."""
     seam = np.zeros(labels.shape, dtype=bool)
-    for axis in (0, 1):
-        a = labels[(slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))]
-        b = labels[(slice(None, -1), slice(None)) if axis == 0 else (slice(None), slice(None, -1))]
+    after, before, whole = slice(1, None), slice(None, -1), slice(None)
+    for side_a, side_b in (((after, whole), (before, whole)), ((whole, after), (whole, before))):
+        a, b = labels[side_a], labels[side_b]
         contact = (a != b) & (a > 0) & (b > 0)
-        seam[(slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))] |= contact
-        seam[(slice(None, -1), slice(None)) if axis == 0 else (slice(None), slice(None, -1))] |= contact
+        seam[side_a] |= contact
+        seam[side_b] |= contact
     return seam
 
 
@@ -150,38 +227,39 @@ def _nuclei_layout(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.
     density = rng.choice(3, p=[0.3, 0.35, 0.35])  # sparse, medium, crowded
     coverage = rng.uniform(*[(0.04, 0.12), (0.12, 0.28), (0.28, 0.5)][density])
     r_mean = np.exp(rng.uniform(np.log(5.0), np.log(13.0)))
-    r_max = min(20.0, size / 6)
-    max_ratio = rng.uniform(1.1, 3.0)
-    wobble = rng.uniform(0.0, 0.08)
-    p_cluster, max_overlap = rng.uniform(0.2, 0.8), rng.choice([0.0, rng.uniform(0.03, 0.12)])
+    r_max = max(min(20.0, size / 6), 4.0)
+    max_ratio, wobble = rng.uniform(1.1, 3.0), rng.uniform(0.0, 0.08)
+    p_cluster, max_overlap = rng.uniform(0.2, 0.8), float(rng.choice([0.0, rng.uniform(0.03, 0.12)]))
     dome, tex_amp = rng.uniform(0.0, 0.35), rng.uniform(0.05, 0.35)
     texture = _texture(rng, size, rng.uniform(0.8, 2.5))
 
-    labels = np.zeros((size, size), dtype=np.int32)
+    boundaries = [_boundary_table(wobble, rng.random(8)) for _ in range(16)] if wobble > 0.005 else [None]
+    canvas = _Canvas(size)
     signal = np.zeros((size, size), dtype=np.float32)
-    placed: list[_Placed] = []
     covered, target = 0, coverage * size * size
-    for _ in range(int(8 * target / (np.pi * r_mean**2)) + 20):
+    n_tries = int(6 * target / (np.pi * r_mean**2)) + 20
+    for u, z in zip(rng.random((n_tries, 11)).tolist(), rng.standard_normal(n_tries).tolist()):
         if covered >= target:
             break
-        r = float(np.clip(r_mean * np.exp(rng.normal(0, 0.2)), 4.0, max(r_max, 4.0)))
-        ratio = 1 + (min(max_ratio, (r / 3) ** 2) - 1) * rng.random() ** 1.5  # keeps the short axis >= 3 px
+        r = min(max(r_mean * math.exp(0.2 * z), 4.0), r_max)
+        cy, cx = canvas.propose_centre(u[:6], r, p_cluster)
+        if canvas.too_close(cy, cx, r, 0.75 if max_overlap > 0 else 0.9):
+            continue
+        ratio = 1 + (min(max_ratio, (r / 3) ** 2) - 1) * u[6] ** 1.5  # keeps the short axis >= 3 px
         a, b = r * ratio**0.5, r / ratio**0.5
-        cy, cx = _centre(rng, size, placed, r, p_cluster)
-        if not (0 <= cy < size and 0 <= cx < size):
+        ys, xs, dy, dx = _box(size, cy, cx, a * (1 + 2.5 * wobble) + 1)
+        inside, s = _polar_shape(dy, dx, a, b, math.pi * u[7], boundaries[int(u[8] * len(boundaries))])
+        inside = _largest_component(inside)
+        if not canvas.fits((ys, xs), inside, max_overlap):
             continue
-        ys, xs, dy, dx = _box(size, cy, cx, a * (1 + 2 * wobble) + 1)
-        inside, s = _polar_shape(rng, dy, dx, a, b, wobble)
-        if not _try_place(labels, placed, (ys, xs), inside, max_overlap):
-            continue
-        placed.append(_Placed((ys, xs), inside, (cy, cx), r))
-        labels[ys, xs][inside] = len(placed)
-        brightness = rng.uniform(0.2, 1.0)
-        local = brightness * (1 - dome * s**2) * (1 + tex_amp * rng.uniform(0.5, 1.5) * texture[ys, xs])
-        signal[ys, xs] += np.where(inside, np.clip(local, 0.05 * brightness, None), 0)
+        canvas.add((ys, xs), inside, (cy, cx), r)
+        brightness = 0.2 + 0.8 * u[9]
+        local = (1 - dome * s * s) * (1 + tex_amp * (0.5 + u[10]) * texture[ys, xs])  # (h, w)
+        np.maximum(local, 0.05, out=local)
+        signal[ys, xs] += (brightness * local) * inside
         covered += int(inside.sum())
-    signal[_seams(labels)] *= rng.uniform(0.45, 0.8)
-    return labels, signal
+    signal[_seams(canvas.labels)] *= rng.uniform(0.45, 0.8)
+    return canvas.labels, signal
 
 
 def _debris(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -207,14 +285,15 @@ def synth_nuclei(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
         raise ValueError(f"size must be >= 16 pixels, got {size}")
     labels, signal = _nuclei_layout(rng, size)
     signal += _debris(rng, size)
-    auto = rng.uniform(0.0, 0.08) * np.clip(1 + _smooth_field(rng, size, 5, 4.0), 0, None)
+    auto = rng.uniform(0.0, 0.12) * _haze(rng, size, rng.uniform(12.0, 40.0))  # autofluorescence
     scene = ndimage.gaussian_filter(signal + auto, rng.uniform(0.6, 1.6))
     illumination = 1 + rng.uniform(0.0, 0.35) * _smooth_field(rng, size, 2, 0.8)
     scene = (scene + rng.uniform(0.01, 0.06)) * illumination  # background offset, then vignetting
     photons = np.exp(rng.uniform(np.log(40.0), np.log(800.0)))
     counts = rng.poisson(np.clip(scene, 0, None) * photons).astype(np.float32)
-    gain, offset = rng.uniform(8.0, 40.0), rng.uniform(100.0, 500.0)
-    adu = offset + gain * counts + rng.normal(0.0, rng.uniform(1.0, 6.0) * gain, size=counts.shape)
+    gain, offset = rng.uniform(8.0, 40.0), rng.uniform(300.0, 800.0)
+    read_noise = np.float32(rng.uniform(0.5, 3.0) * gain) * rng.standard_normal(counts.shape, dtype=np.float32)
+    adu = offset + gain * counts + read_noise
     return np.clip(np.round(adu), 0, 65535).astype(np.uint16), labels
 
 
@@ -240,10 +319,11 @@ def _shape_mask(rng: np.random.Generator, kind: str, dy: np.ndarray, dx: np.ndar
     if kind == "disc":
         return dy**2 + dx**2 <= r**2
     if kind == "ellipse":
-        ratio = rng.uniform(1.3, 2.5)
-        return _polar_shape(rng, dy, dx, r * ratio**0.5, r / ratio**0.5, 0.0)[0]
+        ratio = rng.uniform(1.3, 2.2)
+        return _polar_shape(dy, dx, r * ratio**0.5, r / ratio**0.5, rng.uniform(0, np.pi))[0]
     if kind == "blob":
-        return _polar_shape(rng, dy, dx, r, r * rng.uniform(0.7, 1.0), rng.uniform(0.15, 0.3))[0]
+        boundary = _boundary_table(rng.uniform(0.15, 0.3), rng.random(8))
+        return _polar_shape(dy, dx, r, r * rng.uniform(0.7, 1.0), rng.uniform(0, np.pi), boundary)[0]
     theta = rng.uniform(0, np.pi)
     u, v = np.cos(theta) * dx + np.sin(theta) * dy, -np.sin(theta) * dx + np.cos(theta) * dy
     if kind == "rectangle":
@@ -288,38 +368,36 @@ def synth_shapes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
     if size < 16:
         raise ValueError(f"size must be >= 16 pixels, got {size}")
     noise = _texture(rng, size, rng.uniform(0.7, 2.0))
+    grid = np.arange(size, dtype=np.float32)
     background = _random_colour(rng, [])
     variation = np.stack([_smooth_field(rng, size, 2, 1.0) for _ in range(3)], axis=-1)  # (H, W, 3)
-    grid = np.arange(size, dtype=np.float32)
-    pattern = _pattern(rng, grid[:, None], grid[None, :], noise, size)
-    image = background * (1 + 0.2 * variation) * pattern[..., None]  # (H, W, 3)
-    labels = np.zeros((size, size), dtype=np.int32)
-    placed: list[_Placed] = []
+    pattern = _pattern(rng, grid[:, None], grid[None, :], noise, size).astype(np.float32)
+    image = (background * (1 + 0.2 * variation) * pattern[..., None]).astype(np.float32)  # (H, W, 3)
+    canvas = _Canvas(size)
     colours: list[np.ndarray] = []
     covered, target = 0, rng.uniform(0.15, 0.5) * size * size
     r_max = min(28.0, size / 5)
-    for _ in range(400):
+    for _ in range(300):
         if covered >= target:
             break
         r = rng.uniform(min(6.0, r_max), r_max)
-        cy, cx = _centre(rng, size, placed, r, 0.5)
-        if not (0 <= cy < size and 0 <= cx < size):
+        cy, cx = canvas.propose_centre(rng.random(6).tolist(), r, 0.5)
+        if canvas.too_close(cy, cx, r, 0.55):
             continue
-        ys, xs, dy, dx = _box(size, cy, cx, 1.5 * r + 1)
+        ys, xs, dy, dx = _box(size, cy, cx, 1.8 * r + 1)
         inside = _shape_mask(rng, rng.choice(["disc", "ellipse", "rectangle", "triangle", "blob"]), dy, dx, r)
-        if not _try_place(labels, placed, (ys, xs), inside, 0.3):
+        inside = _largest_component(inside)
+        if not canvas.fits((ys, xs), inside, 0.3):
             continue
-        near = np.unique(labels[ys, xs][ndimage.binary_dilation(inside, iterations=2)])
-        colour = _random_colour(rng, [background] + [colours[i - 1] for i in near if i > 0])
-        placed.append(_Placed((ys, xs), inside, (cy, cx), r))
-        colours.append(colour)
-        labels[ys, xs][inside] = len(placed)
-        surface = colour * _pattern(rng, grid[ys, None], grid[None, xs], noise[ys, xs], size)[..., None]
+        near = np.unique(canvas.labels[ys, xs][ndimage.binary_dilation(inside, iterations=2)])
+        colours.append(_random_colour(rng, [background] + [colours[i - 1] for i in near if i > 0]))
+        canvas.add((ys, xs), inside, (cy, cx), r)
+        surface = colours[-1] * _pattern(rng, grid[ys, None], grid[None, xs], noise[ys, xs], size)[..., None]
         image[ys, xs] = np.where(inside[..., None], surface, image[ys, xs])
         covered += int(inside.sum())
     image = ndimage.gaussian_filter(image, (rng.uniform(0.3, 0.9),) * 2 + (0,))
-    image += rng.normal(0.0, rng.uniform(0.005, 0.03), image.shape).astype(np.float32)
-    return np.clip(np.round(image * 255), 0, 255).astype(np.uint8), labels
+    image += np.float32(rng.uniform(0.005, 0.03)) * rng.standard_normal(image.shape, dtype=np.float32)
+    return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8), canvas.labels
 
 
 # ------------------------------------------------------------------------------------------ writer

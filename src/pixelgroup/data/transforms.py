@@ -1,109 +1,186 @@
-"""Training crops with augmentation, and padding helpers for whole-image inference."""
+"""Training crops with flips and 90-degree rotations; padding images to a multiple for prediction.
+
+Axis order: samples hold ``image`` ``(H, W, C)`` and label images ``(H, W)`` (numpy); the crops are
+torch tensors ``image`` ``(C, h, w)`` and labels ``(h, w)``.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sized
+from typing import Any
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-LABEL_KEYS_SKIP = ("image", "name", "instance_classes")
+from .io import DataError
 
+IGNORE = -1
+"""Label value of padded pixels: no loss, no metric."""
 
-def _crop_origin(rng: np.random.Generator, instances: np.ndarray | None, h: int, w: int, size: int,
-                 p_foreground: float) -> tuple[int, int]:
-    """Top-left corner of a ``size`` crop; with ``p_foreground`` centred near a foreground pixel."""
-    max_y, max_x = max(0, h - size), max(0, w - size)
-    if instances is not None and rng.random() < p_foreground:
-        ys, xs = np.nonzero(instances > 0)
-        if ys.size:
-            k = rng.integers(ys.size)
-            y0 = int(ys[k]) - size // 2 + int(rng.integers(-size // 4, size // 4 + 1))
-            x0 = int(xs[k]) - size // 2 + int(rng.integers(-size // 4, size // 4 + 1))
-            return int(np.clip(y0, 0, max_y)), int(np.clip(x0, 0, max_x))
-    return int(rng.integers(max_y + 1)), int(rng.integers(max_x + 1))
-
-
-def _pad_crop(arr: np.ndarray, y0: int, x0: int, size: int, fill: float) -> np.ndarray:
-    """``arr[y0:y0+size, x0:x0+size]`` padded with ``fill`` where the image is smaller."""
-    crop = arr[y0:y0 + size, x0:x0 + size]
-    if crop.shape[0] == size and crop.shape[1] == size:
-        return crop
-    out = np.full((size, size, *arr.shape[2:]), fill, dtype=arr.dtype)
-    out[:crop.shape[0], :crop.shape[1]] = crop
-    return out
+MIN_ITEMS_PER_EPOCH = 256
+"""Default epoch length floor, so that a dataset of a few images still yields many crops per epoch."""
 
 
 class TrainingCrops(Dataset):
-    """Random square crops of a dataset, with flips and 90-degree rotations.
+    """Random (foreground-biased) square crops of a dataset's samples, randomly flipped and rotated.
 
-    Item ``i`` is a dict of tensors: ``image`` ``(C, s, s)`` float32, ``instances`` ``(s, s)`` int64
-    and every other ``(H, W)`` integer array of the sample (``classes``, ``segments``), all cropped
-    and augmented identically; padding (images smaller than the crop) is 0 in the image and -1
-    (ignore) in label maps. Half of the crops are centred near a random foreground pixel so that
-    sparse images still give signal. Deterministic: item ``i`` depends only on ``seed`` and ``i``.
+    Item ``i`` is a crop of sample ``i % len(dataset)``; its randomness comes only from
+    ``(seed, epoch, i)``, so the crops are the same for any number of data-loader workers. Call
+    :meth:`set_epoch` before each pass to get fresh crops (as with ``DistributedSampler``).
+
+    Every ``(H, W)`` integer array of the sample (``instances``, ``classes``, ``segments``, ...) is
+    cropped and augmented exactly like the image; other entries are dropped except ``name``.
+    Images smaller than ``crop_size`` are padded: the image with 0, the label arrays with -1
+    (ignore).
 
     Args:
-        dataset: a reader returning sample dicts (:mod:`pixelgroup.data.base`).
-        crop_size: side ``s`` of the square crops, pixels.
-        augment: random flips and 90-degree rotations.
-        length: number of items (default ``len(dataset) * 100``).
-        seed: base seed.
-        p_foreground: probability of a foreground-centred crop.
+        dataset: a map-style dataset of samples (see :mod:`pixelgroup.data.base`).
+        crop_size: side of the square crops, pixels.
+        augment: apply one of the 8 flips/90-degree rotations, uniformly at random.
+        length: items per epoch; default ``len(dataset) * ceil(256 / len(dataset))`` (at least 256).
+        seed: base random seed.
+        foreground_bias: probability that a crop is centred (with jitter) on a random foreground
+            pixel rather than placed uniformly, so sparse images still give signal.
     """
 
-    def __init__(self, dataset, *, crop_size: int = 128, augment: bool = True, length: int | None = None,
-                 seed: int = 0, p_foreground: float = 0.5) -> None:
-        if crop_size < 8:
-            raise ValueError(f"TrainingCrops: crop_size must be >= 8, got {crop_size}")
-        if len(dataset) == 0:
-            raise ValueError("TrainingCrops: the dataset is empty; add images to train on")
-        self.dataset, self.crop_size, self.augment = dataset, crop_size, augment
-        self.length = int(length) if length is not None else len(dataset) * 100
-        self.seed, self.p_foreground = seed, p_foreground
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        crop_size: int = 128,
+        augment: bool = True,
+        length: int | None = None,
+        seed: int = 0,
+        foreground_bias: float = 0.5,
+    ) -> None:
+        n = len(dataset) if isinstance(dataset, Sized) else 0
+        if n == 0:
+            raise ValueError("TrainingCrops needs a non-empty map-style dataset")
+        if crop_size < 1:
+            raise ValueError(f"crop_size must be a positive number of pixels, got {crop_size}")
+        if length is not None and length < 1:
+            raise ValueError(f"length must be >= 1 items per epoch, got {length}")
+        if not 0.0 <= foreground_bias <= 1.0:
+            raise ValueError(f"foreground_bias is a probability in [0, 1], got {foreground_bias}")
+        self.dataset = dataset
+        self.crop_size = int(crop_size)
+        self.augment = augment
+        self.length = length if length is not None else n * math.ceil(MIN_ITEMS_PER_EPOCH / n)
+        self.seed = seed
+        self.foreground_bias = foreground_bias
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Vary the crops between passes; call before each epoch (before workers are started)."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        rng = np.random.default_rng([self.seed, index])
-        sample = self.dataset[int(rng.integers(len(self.dataset)))]
-        image = sample["image"]
-        h, w = image.shape[:2]
-        labels = {k: v for k, v in sample.items()
-                  if k not in LABEL_KEYS_SKIP and isinstance(v, np.ndarray) and v.shape == (h, w)}
-        y0, x0 = _crop_origin(rng, labels.get("instances"), h, w, self.crop_size, self.p_foreground)
-        image = _pad_crop(image, y0, x0, self.crop_size, 0.0)
-        labels = {k: _pad_crop(v, y0, x0, self.crop_size, -1) for k, v in labels.items()}
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} crops")
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        sample = self.dataset[index % len(self.dataset)]
+        image, labels = _split_sample(sample)
+        y0, x0 = self._origin(rng, image.shape[:2], labels["instances"])
+        image = _crop(image, y0, x0, self.crop_size, 0.0)
+        labels = {k: _crop(v, y0, x0, self.crop_size, IGNORE) for k, v in labels.items()}
         if self.augment:
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             image = _dihedral(image, k, flip)
-            labels = {n: _dihedral(v, k, flip) for n, v in labels.items()}
-        out = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))}
-        out.update({n: torch.from_numpy(np.ascontiguousarray(v).astype(np.int64)) for n, v in labels.items()})
+            labels = {key: _dihedral(v, k, flip) for key, v in labels.items()}
+        out: dict[str, Any] = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))}
+        out.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in labels.items()})
+        if "name" in sample:
+            out["name"] = sample["name"]
         return out
 
+    def _origin(self, rng: np.random.Generator, shape: tuple[int, int], instances: np.ndarray) -> tuple[int, int]:
+        """Top-left corner ``(y0, x0)`` of the crop; negative when the image is smaller (padding)."""
+        cs = self.crop_size
+        lo = [min(0, s - cs) for s in shape]  # ranges keep the crop inside the image, or the
+        hi = [max(0, s - cs) for s in shape]  # image inside the crop when it is smaller
+        if rng.random() < self.foreground_bias:
+            foreground = np.flatnonzero(instances > 0)
+            if foreground.size:
+                py, px = np.unravel_index(foreground[rng.integers(foreground.size)], shape)
+                jitter = rng.integers(-(cs // 4), cs // 4 + 1, size=2)
+                y0, x0 = int(py) - cs // 2 + int(jitter[0]), int(px) - cs // 2 + int(jitter[1])
+                return min(max(y0, lo[0]), hi[0]), min(max(x0, lo[1]), hi[1])
+        return int(rng.integers(lo[0], hi[0] + 1)), int(rng.integers(lo[1], hi[1] + 1))
 
-def _dihedral(arr: np.ndarray, k: int, flip: bool) -> np.ndarray:
-    """Rotate by ``k`` quarter turns in the (y, x) plane, then optionally flip x."""
-    arr = np.rot90(arr, k, axes=(0, 1))
-    return arr[:, ::-1] if flip else arr
+
+def _split_sample(sample: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``image`` as ``(H, W, C)`` float32 and the ``(H, W)`` integer label arrays, int64, checked."""
+    name = sample.get("name", "?")
+    image = np.asarray(sample["image"], dtype=np.float32)
+    image = image[..., None] if image.ndim == 2 else image
+    if image.ndim != 3:
+        raise DataError(f"sample '{name}': image must be (H, W, C), got shape {image.shape}")
+    labels = {}
+    for key, value in sample.items():
+        if key == "image" or not isinstance(value, np.ndarray) or value.ndim != 2:
+            continue
+        if not np.issubdtype(value.dtype, np.integer):
+            raise DataError(f"sample '{name}': '{key}' must be an integer (H, W) label array, got {value.dtype}")
+        if value.shape != image.shape[:2]:
+            raise DataError(
+                f"sample '{name}': '{key}' has shape {value.shape} but the image is {image.shape[:2]}; "
+                "label arrays must match the image size"
+            )
+        labels[key] = value.astype(np.int64, copy=False)
+    if "instances" not in labels:
+        raise DataError(f"sample '{name}' has no (H, W) 'instances' array; the dataset must provide one")
+    return image, labels
+
+
+def _crop(array: np.ndarray, y0: int, x0: int, size: int, fill: float) -> np.ndarray:
+    """``array[y0:y0+size, x0:x0+size]`` with out-of-image pixels set to ``fill`` (copy)."""
+    h, w = array.shape[:2]
+    out = np.full((size, size) + array.shape[2:], fill, dtype=array.dtype)
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + size, h), min(x0 + size, w)
+    out[ys - y0 : ye - y0, xs - x0 : xe - x0] = array[ys:ye, xs:xe]
+    return out
+
+
+def _dihedral(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """Rotate by ``k`` quarter turns in the (y, x) plane, then mirror left-right if ``flip``."""
+    array = np.rot90(array, k, axes=(0, 1))
+    return array[:, ::-1] if flip else array
 
 
 def pad_to_multiple(image: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
-    """Reflect-pad ``(..., H, W)`` at the bottom/right to multiples of ``multiple``; returns the old size."""
+    """Pad the bottom and right edges so that H and W become multiples of ``multiple``.
+
+    Reflect padding (replicate where the image is too small to reflect).
+
+    Args:
+        image: ``(C, H, W)`` or ``(B, C, H, W)``.
+
+    Returns:
+        ``(padded (..., H', W'), (H, W))``: the original size, for :func:`unpad`.
+    """
+    if image.ndim not in (3, 4):
+        raise ValueError(f"expected a (C, H, W) or (B, C, H, W) tensor, got shape {tuple(image.shape)}")
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
     h, w = image.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        squeeze = image.dim() == 3
-        x = image[None] if squeeze else image
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        image = x[0] if squeeze else x
-    return image, (h, w)
+    pad_h, pad_w = -h % multiple, -w % multiple
+    if pad_h == 0 and pad_w == 0:
+        return image, (h, w)
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(image, (0, pad_w, 0, pad_h), mode=mode), (h, w)
 
 
-def unpad(tensor: Tensor, size: tuple[int, int]) -> Tensor:
-    """Undo :func:`pad_to_multiple`: crop ``(..., H', W')`` back to ``size = (H, W)``."""
-    return tensor[..., : size[0], : size[1]]
+def unpad(x: Tensor | np.ndarray, size: tuple[int, int]) -> Tensor | np.ndarray:
+    """Crop the last two axes back to ``size = (H, W)`` (undoes :func:`pad_to_multiple`)."""
+    h, w = size
+    if x.shape[-2] < h or x.shape[-1] < w:
+        raise ValueError(f"cannot unpad shape {tuple(x.shape)} to the larger size {tuple(size)}")
+    return x[..., :h, :w]

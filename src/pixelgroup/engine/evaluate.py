@@ -126,3 +126,55 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
+
+
+def evaluate_boundaries(gt_dir: str | Path, pred_dir: str | Path, *,
+                        json_path: str | Path | None = None) -> dict[str, Any]:
+    """BSDS ODS/OIS/AP of boundary maps (``NAME.png`` from ``pixelgroup boundaries``) against the
+    boundaries of ground-truth label images (``gt_dir`` or its ``masks/``)."""
+    from ..data.io import read_image
+    from ..metrics.boundary import BoundaryEvaluator, label_boundaries
+
+    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
+    if (gt_dir / "masks").is_dir():
+        gt_dir = gt_dir / "masks"
+    gts = _index(gt_dir, "ground-truth")
+    ev = BoundaryEvaluator()
+    for stem, gpath in gts.items():
+        ppath = pred_dir / f"{stem}.png"
+        if not ppath.is_file():
+            raise DataError(f"{ppath}: missing boundary map for {gpath.name}; run 'pixelgroup boundaries' on it")
+        gt = read_labels(gpath)
+        prob = read_image(ppath).astype(np.float32)
+        prob = (prob[..., 0] if prob.ndim == 3 else prob) / 255.0
+        _check_same_size(gpath, gt, ppath, prob)
+        ev.update(prob, label_boundaries(np.where(gt < 0, 0, gt)))
+    results = ev.compute()
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(_jsonable(results), indent=2))
+    return results
+
+
+def evaluate_proposals(gt_dir: str | Path, pred_dir: str | Path, *,
+                       json_path: str | Path | None = None) -> dict[str, Any]:
+    """AR@10 / AR@100 of ranked proposals (``NAME.json`` from ``pixelgroup proposals``)."""
+    from ..metrics.proposals import ProposalEvaluator
+    from .embedding_tools import read_proposals
+
+    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
+    if (gt_dir / "masks").is_dir():
+        gt_dir = gt_dir / "masks"
+    ev = ProposalEvaluator()
+    for stem, gpath in _index(gt_dir, "ground-truth").items():
+        ppath = pred_dir / f"{stem}.json"
+        if not ppath.is_file():
+            raise DataError(f"{ppath}: missing proposals for {gpath.name}; run 'pixelgroup proposals' on it")
+        gt = read_labels(gpath)
+        props = read_proposals(ppath)
+        if props.shape[0] and props.shape[1:] != gt.shape:
+            raise DataError(f"{ppath}: proposals are {props.shape[1:]} but {gpath} is {gt.shape}")
+        ev.update(np.where(gt < 0, 0, gt), props)
+    results = ev.compute()
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(_jsonable(results), indent=2))
+    return results

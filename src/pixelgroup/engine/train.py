@@ -59,6 +59,8 @@ def open_reader(cfg: RunConfig, root: str | Path, *, names=None, split: str | No
         kwargs["split"] = split
     if cfg.data.skip_bad:
         kwargs["skip_bad"] = True
+    if fmt == "semantic_folder":
+        kwargs["segments"] = cfg.data.segments
     try:
         return reader(root, **kwargs)
     except TypeError as err:
@@ -128,11 +130,12 @@ class _Trainer:
         self.step, self.elapsed, self.best, self.best_step = 0, 0.0, -1.0, 0
         self.history: list[dict[str, Any]] = []
         self.method_state: dict | None = None
+        self.data_root: str | None = None
 
     # -- state -----------------------------------------------------------------------------------
     def save(self, name: str, *, full: bool) -> None:
         extra: dict[str, Any] = {"in_channels": self.in_channels, "step": self.step,
-                                 "method_state": self.method_state}
+                                 "method_state": self.method_state, "data_root": self.data_root}
         if full:
             extra.update(optimizer=self.opt.state_dict(), elapsed=self.elapsed, best=self.best,
                          best_step=self.best_step, history=self.history)
@@ -198,6 +201,7 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     check_before_training(cfg, data)
     train_ds, val_ds = open_datasets(cfg, data, val)
     tr = _Trainer(cfg, train_ds, val_ds, run_dir, device)
+    tr.data_root = str(Path(data).resolve())
     if resume and (run_dir / LAST).is_file():
         tr.resume(run_dir / LAST)
     run_dir.mkdir(parents=True, exist_ok=True)

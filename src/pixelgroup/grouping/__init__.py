@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from . import hdbscan, seeded  # noqa: F401  (registration)
+from . import hdbscan, mean_shift, seeded  # noqa: F401  (registration)
 from .base import GROUPERS, group
+from .boundaries import embedding_boundaries
+from .mean_shift import mean_shift, meanshift_grouping
+from .proposals import embedding_proposals
+from .recurrent import RecurrentMeanShift
 from .seeded import seeded_grouping
+from .vmf import spherical_kmeans
 
-__all__ = ["GROUPERS", "group", "seeded_grouping"]
+__all__ = ["GROUPERS", "RecurrentMeanShift", "embedding_boundaries", "embedding_proposals", "group",
+           "mean_shift", "meanshift_grouping", "seeded_grouping", "spherical_kmeans"]

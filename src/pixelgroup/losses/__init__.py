@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from . import discriminative, foreground, spatial  # noqa: F401  (registration)
+from . import discriminative, foreground, hypersphere, segsort, spatial  # noqa: F401  (registration)
 from .base import LOSSES
+from .discriminative import discriminative_loss
 from .foreground import foreground_loss
+from .hypersphere import hypersphere_loss
 from .lovasz import lovasz_hinge
+from .segsort import segsort_loss
 from .spatial import spatial_embedding_loss
 
-__all__ = ["LOSSES", "foreground_loss", "lovasz_hinge", "spatial_embedding_loss"]
+__all__ = ["LOSSES", "discriminative_loss", "foreground_loss", "hypersphere_loss", "lovasz_hinge", "segsort_loss",
+           "spatial_embedding_loss"]

@@ -28,7 +28,7 @@ from .lovasz import lovasz_hinge
 
 Center = Literal["medoid", "centroid", "mean"]
 
-MEDOID_MAX_POINTS = 256
+MEDOID_MAX_POINTS = 64
 """Medoids are exact up to this many pixels; a larger instance scores each of its pixels against an
 evenly strided subset of this many of its pixels."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import discriminative, segsort, softmax, spatial  # noqa: F401  (registration)
+from . import discriminative, hypersphere, segsort, softmax, spatial  # noqa: F401  (registration)
 from .base import METHODS, Method, register_method
 
 __all__ = ["METHODS", "Method", "register_method"]
