@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import hdbscan, mean_shift, seeded  # noqa: F401  (registration)
+from . import hdbscan, seeded  # noqa: F401  (registration; mean_shift registers on the import below)
 from .base import GROUPERS, group
 from .boundaries import embedding_boundaries
 from .mean_shift import mean_shift, meanshift_grouping
