@@ -285,11 +285,11 @@ def synth_nuclei(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
         raise ValueError(f"size must be >= 16 pixels, got {size}")
     labels, signal = _nuclei_layout(rng, size)
     signal += _debris(rng, size)
-    auto = rng.uniform(0.0, 0.12) * _haze(rng, size, rng.uniform(12.0, 40.0))  # autofluorescence
+    auto = rng.uniform(0.0, 0.08) * _haze(rng, size, rng.uniform(12.0, 40.0))  # autofluorescence
     scene = ndimage.gaussian_filter(signal + auto, rng.uniform(0.6, 1.6))
     illumination = 1 + rng.uniform(0.0, 0.35) * _smooth_field(rng, size, 2, 0.8)
-    scene = (scene + rng.uniform(0.01, 0.06)) * illumination  # background offset, then vignetting
-    photons = np.exp(rng.uniform(np.log(40.0), np.log(800.0)))
+    scene = (scene + rng.uniform(0.01, 0.05)) * illumination  # background offset, then vignetting
+    photons = np.exp(rng.uniform(np.log(60.0), np.log(800.0)))
     counts = rng.poisson(np.clip(scene, 0, None) * photons).astype(np.float32)
     gain, offset = rng.uniform(8.0, 40.0), rng.uniform(300.0, 800.0)
     read_noise = np.float32(rng.uniform(0.5, 3.0) * gain) * rng.standard_normal(counts.shape, dtype=np.float32)

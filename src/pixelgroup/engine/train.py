@@ -71,7 +71,9 @@ def check_before_training(cfg: RunConfig, root: str | Path) -> None:
     """Run ``pixelgroup check`` on ``root``; stop with its report when it finds errors."""
     if not Path(root).exists():
         raise FileNotFoundError(f"training data not found: {root}; give the dataset folder with --data")
-    fmt = None if cfg.data.format == "auto" else cfg.data.format
+    fmt = detect_format(root) if cfg.data.format == "auto" else cfg.data.format
+    if fmt == "semantic_folder":  # its reader checks pairs, sizes and class ids when opened
+        return
     report = check_dataset(root, format=fmt, max_samples=500)
     for problem in report.warnings:
         log.warning("%s: %s (%s)", problem.file, problem.message, problem.fix)
@@ -197,7 +199,8 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     if (run_dir / LAST).is_file() and not resume:
         raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     get_method(cfg)  # an unknown method name fails here, before any data is read
-    GROUPERS.get(grouper_spec(cfg)[0])
+    if get_method(cfg).task == "instance":
+        GROUPERS.get(grouper_spec(cfg)[0])
     check_before_training(cfg, data)
     train_ds, val_ds = open_datasets(cfg, data, val)
     tr = _Trainer(cfg, train_ds, val_ds, run_dir, device)

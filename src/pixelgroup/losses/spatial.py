@@ -47,6 +47,7 @@ def spatial_embedding_loss(
     w_var: float = 10.0,
     w_seed: float = 1.0,
     foreground_weight: float = 10.0,
+    lovasz_tol: float = 1e-3,
 ) -> dict[str, Tensor]:
     """Spatial-embedding loss of a batch (see the module docstring for the formulas).
 
@@ -61,6 +62,9 @@ def spatial_embedding_loss(
             of the instance's predicted embeddings (Neven ``to_center=False``).
         w_instance, w_var, w_seed: term weights (authors: 1, 10, 1).
         foreground_weight: weight of instance pixels in the seed term (authors: 10).
+        lovasz_tol: pixels whose hinge error is below this are left out of the Lovász sort (a
+            ``topk`` instead of a full sort: several times faster on CPU; each instance's loss is
+            at most ``lovasz_tol`` below the exact value). 0 = exact.
 
     Returns:
         ``{"instance", "var", "seed", "total"}`` scalar tensors.
@@ -73,7 +77,7 @@ def spatial_embedding_loss(
     per_image = [
         _image_terms(
             emb[b], sigma[b], seed_prob[b], instances[b], None if classes is None else classes[b],
-            coord_scale=coord_scale, center=center, foreground_weight=foreground_weight,
+            coord_scale=coord_scale, center=center, foreground_weight=foreground_weight, lovasz_tol=lovasz_tol,
         )
         for b in range(offset.shape[0])
     ]
@@ -126,6 +130,7 @@ def _image_terms(
     coord_scale: float,
     center: Center,
     foreground_weight: float,
+    lovasz_tol: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(instance, var, seed) of one image: ``emb (2, H, W)``, ``sigma (S, H, W)``, ``seed (K, H, W)``
     probabilities, ``labels (H, W)``."""
@@ -151,7 +156,7 @@ def _image_terms(
     centres = _centres(
         center, e[:, fg], valid[fg], owner, counts, width=labels.shape[1], scale=coord_scale
     )
-    inst, own_phi = _membership_terms(e, sigma_precision(sig_mean), centres, fg, owner)
+    inst, own_phi = _membership_terms(e, sigma_precision(sig_mean), centres, fg, owner, lovasz_tol)
     inst_class = _instance_classes(classes, valid[fg], owner, n, sd.shape[0])
     seed_term = _seed_term(sd, fg, inst_class[owner], own_phi, foreground_weight) / n_valid
     return inst.mean(), var, seed_term
@@ -229,7 +234,7 @@ def _medoid_chunk(pts: Tensor, starts: Tensor, counts: Tensor) -> Tensor:
 
 
 def _membership_terms(
-    e: Tensor, precision: Tensor, centres: Tensor, fg: Tensor, owner: Tensor
+    e: Tensor, precision: Tensor, centres: Tensor, fg: Tensor, owner: Tensor, tol: float
 ) -> tuple[Tensor, Tensor]:
     """Lovász hinge per instance and each instance pixel's own membership.
 
@@ -252,7 +257,7 @@ def _membership_terms(
         d2 = ((e[None] - centres[a:b, :, None]) ** 2 * precision[a:b, :, None]).sum(dim=1)  # (c, P)
         phi = torch.exp(-d2)
         ks = torch.arange(a, b, device=e.device)
-        losses.append(lovasz_hinge(2.0 * phi - 1.0, member[None] == ks[:, None]))
+        losses.append(lovasz_hinge(2.0 * phi - 1.0, member[None] == ks[:, None], tol=tol))
         sel = (owner >= a) & (owner < b)
         own_phi[sel] = phi.detach()[owner[sel] - a, fg[sel]]
     return torch.cat(losses), own_phi
@@ -300,6 +305,7 @@ class SpatialEmbeddingLoss(nn.Module):
         w_var: float = 10.0,
         w_seed: float = 1.0,
         foreground_weight: float = 10.0,
+        lovasz_tol: float = 1e-3,
     ) -> None:
         super().__init__()
         if center not in get_args(Center):
@@ -308,6 +314,7 @@ class SpatialEmbeddingLoss(nn.Module):
         self.center = center
         self.weights = {"w_instance": float(w_instance), "w_var": float(w_var), "w_seed": float(w_seed)}
         self.foreground_weight = float(foreground_weight)
+        self.lovasz_tol = float(lovasz_tol)
 
     def forward(self, output: ModelOutput, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return spatial_embedding_loss(
@@ -317,6 +324,7 @@ class SpatialEmbeddingLoss(nn.Module):
             coord_scale=self.coord_scale,
             center=self.center,
             foreground_weight=self.foreground_weight,
+            lovasz_tol=self.lovasz_tol,
             **self.weights,
         )
 

