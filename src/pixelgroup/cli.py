@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     kind.add_argument("--boundaries", action="store_true", help="boundary maps (BSDS ODS/OIS/AP)")
     kind.add_argument("--proposals", action="store_true", help="ranked proposals (AR@10, AR@100)")
     p.add_argument("--n-classes", type=int, default=None)
+    p.add_argument("--format", default=None,
+                   help="ground truth is a standard dataset read by this reader (voc, coco, cityscapes, cvppp, "
+                        "auto): instances scored per class (COCO AP per class and mean); default: label folder")
+    p.add_argument("--split", default=None, help="with --format: the dataset's image set (e.g. val, val2017)")
 
     p = sub.add_parser("check", help="check a dataset for problems before training")
     p.add_argument("root", type=Path)
@@ -153,7 +157,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine import evaluate as ev
     from .metrics.report import format_instance_table, format_semantic_table
 
-    if args.boundaries:
+    dataset = args.format not in (None, "folder")
+    if (dataset or args.split) and (args.semantic or args.boundaries or args.proposals):
+        raise ValueError("--format/--split score instances; drop them with --semantic, --boundaries or --proposals")
+    if args.split and not dataset:
+        raise ValueError("--split needs --format (voc, coco, cityscapes, ...)")
+    if dataset:
+        res = ev.evaluate_dataset(args.gt, args.pred, format=args.format, split=args.split, json_path=args.json)
+        print(format_instance_table(res))
+        per_class = ev.format_class_ap(res)
+        if per_class:
+            print(per_class)
+    elif args.boundaries:
         res = ev.evaluate_boundaries(args.gt, args.pred, json_path=args.json)
         print(f"ODS {res['ods']:.4f}  OIS {res['ois']:.4f}  AP {res['ap']:.4f}  (threshold {res['threshold']:.3f})")
     elif args.proposals:

@@ -107,7 +107,7 @@ def test_mask_without_image(tmp_path):
 def test_duplicate_stems(tmp_path):
     _pair(tmp_path, "a")
     _pair(tmp_path, "a", image_suffix=".png")
-    with pytest.raises(DataError, match=r"two images files share the name 'a' \(a\.png, a\.tif\); keep one"):
+    with pytest.raises(DataError, match=r"images: two files share the name 'a' \(a\.png, a\.tif\); keep one"):
         FolderDataset(tmp_path)
 
 

@@ -44,7 +44,7 @@ def _files_by_stem(folder: Path, suffixes: Sequence[str], what: str) -> tuple[di
             continue
         elif path.stem in by_stem:
             problems.append(
-                (path.stem, f"{folder}: two {what} files share the name '{path.stem}' "
+                (path.stem, f"{folder}: two files share the name '{path.stem}' "
                             f"({by_stem[path.stem].name}, {path.name}); keep one")
             )
         else:

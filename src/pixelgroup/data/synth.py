@@ -24,7 +24,7 @@ from .io import DataError, write_image_png, write_image_tiff, write_labels
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["nuclei", "shapes"]
+Kind = Literal["nuclei", "shapes", "rods"]
 
 
 @dataclass
@@ -402,9 +402,51 @@ def synth_shapes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
 
 # ------------------------------------------------------------------------------------------ writer
 
+
+
+def synth_rods(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Long thin look-alike rods (bacteria-like), many of them touching side by side or end to end.
+
+    Every rod has the same brightness and width, so telling two touching rods apart needs context
+    along the whole rod (the benchmark of the ``renet`` context module). Later rods are drawn on
+    top (they own the overlap).
+
+    Returns:
+        ``(image (size, size) uint16, labels (size, size) int32)``, 0 = background.
+    """
+    if size < 16:
+        raise ValueError(f"size must be >= 16 pixels, got {size}")
+    labels = np.zeros((size, size), np.int32)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    n_rods = int(rng.integers(6, 14) * (size / 128) ** 2)
+    theta0 = rng.uniform(0, np.pi)  # rods in one image share a rough orientation and pack side by side
+    for k in range(1, n_rods + 1):
+        theta = theta0 + rng.normal(0, 0.25)
+        length, half_w = rng.uniform(0.25, 0.6) * size, rng.uniform(2.5, 3.5)
+        cy, cx = rng.uniform(0, size, 2)
+        u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
+        v = -(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)
+        # a capsule: |v| <= half width along the segment, rounded ends
+        du = np.maximum(np.abs(u) - length / 2, 0.0)
+        labels[du**2 + v**2 <= half_w**2] = k
+    labels = _consecutive_ids(labels)
+    image = np.where(labels > 0, 1.0, 0.0).astype(np.float32)
+    image = ndimage.gaussian_filter(image, 1.0) * 0.8 + 0.1
+    image = rng.poisson(image * 400).astype(np.float32) / 400 + rng.normal(0, 0.03, image.shape)
+    return (np.clip(image, 0, 1) * 65535).astype(np.uint16), labels
+
+
+def _consecutive_ids(labels: np.ndarray) -> np.ndarray:
+    ids = np.unique(labels[labels > 0])
+    lut = np.zeros(int(labels.max()) + 1, np.int32)
+    lut[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
+    return lut[labels]
+
+
 _KINDS: dict[str, tuple[Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]], str]] = {
     "nuclei": (synth_nuclei, ".tif"),
     "shapes": (synth_shapes, ".png"),
+    "rods": (synth_rods, ".tif"),
 }
 
 

@@ -1,7 +1,9 @@
-"""Evaluation: a model on a dataset, or a folder of predictions against a folder of ground truth."""
+"""Evaluation: a model on a dataset, or a folder of predictions against a folder of ground truth or
+a standard dataset (per-class COCO AP)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -9,6 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import data as _data  # noqa: F401  (registers the dataset readers)
+from ..data.base import DATASETS
+from ..data.detect import detect_format
 from ..data.io import DataError, read_labels
 from ..fileio import atomic_write_text
 from ..metrics.instance import InstanceEvaluator
@@ -23,7 +28,8 @@ LABEL_SUFFIXES = (".tif", ".tiff", ".png")
 def evaluate_segmenter(seg: Segmenter, dataset, *, n_classes: int | None = None) -> dict[str, Any]:
     """Segment every image of ``dataset`` (already normalised samples) and score it.
 
-    Instance methods: :class:`InstanceEvaluator` results; semantic methods: mIoU and friends.
+    Instance methods: :class:`InstanceEvaluator` results (with per-class COCO AP for a multi-class
+    model on samples carrying ``instance_classes``); semantic methods: mIoU and friends.
     """
     if seg.task == "semantic":
         cm = ConfusionMatrix(n_classes or seg.cfg.model.n_classes, ignore_index=-1)
@@ -32,11 +38,16 @@ def evaluate_segmenter(seg: Segmenter, dataset, *, n_classes: int | None = None)
             cm.update(sample["classes"], seg.segment(sample["image"], normalized=True))
         return cm.compute()
     ev = InstanceEvaluator()
+    multi_class = seg.cfg.model.n_classes > 1
     for i in range(len(dataset)):
         sample = dataset[i]
         inst = seg.segment_instances(sample["image"], normalized=True)
         gt = np.where(sample["instances"] < 0, 0, sample["instances"])
-        ev.update(gt, inst.labels, scores=inst.scores)
+        if multi_class and sample.get("instance_classes") is not None:
+            ev.update(gt, inst.labels, scores=inst.scores, gt_classes=sample["instance_classes"],
+                      pred_classes=inst.classes)
+        else:
+            ev.update(gt, inst.labels, scores=inst.scores)
     return ev.compute()
 
 
@@ -53,12 +64,29 @@ def _index(folder: Path, what: str) -> dict[str, Path]:
 
 
 def _scores(pred_path: Path, n: int) -> np.ndarray | None:
+    return _sidecar(pred_path, n)[0]
+
+
+def _sidecar(pred_path: Path, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(scores (n,), classes (n,))`` of instances 1..n from ``NAME.json``; ``(None, None)`` without it."""
+    entries = _sidecar_entries(pred_path)
+    if entries is None:
+        return None, None
+    ids = range(1, n + 1)
+    scores = np.array([float(entries.get(i, {}).get("score", 0.0)) for i in ids], np.float32)
+    classes = np.array([int(entries.get(i, {}).get("class", 0)) for i in ids], np.int64)
+    return scores, classes
+
+
+def _sidecar_entries(pred_path: Path) -> dict[int, dict[str, Any]] | None:
+    """Instance id -> its entry in ``NAME.json`` (``None`` when there is no such file)."""
     side = pred_path.with_suffix(".json")
     if not side.is_file():
         return None
-    doc = json.loads(side.read_text())
-    scores = {int(d["id"]): float(d["score"]) for d in doc.get("instances", [])}
-    return np.array([scores.get(i, 0.0) for i in range(1, n + 1)], np.float32)
+    try:
+        return {int(d["id"]): d for d in json.loads(side.read_text()).get("instances", [])}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise DataError(f"{side}: not a prediction sidecar ({err!r}); rewrite it with 'pixelgroup predict'") from None
 
 
 def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, *, semantic: bool = False,
@@ -93,6 +121,117 @@ def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, *, semantic: bool
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(_jsonable(results), indent=2))
     return results
+
+
+def evaluate_dataset(gt_root: str | Path, pred_dir: str | Path, *, format: str, split: str | None = None,
+                     json_path: str | Path | None = None) -> dict[str, Any]:
+    """Score the predictions of ``pred_dir`` against a standard dataset, per class.
+
+    The ground truth is read by the dataset reader ``format`` (``voc``, ``coco``, ``cityscapes``,
+    ``cvppp``, ``folder``, or ``auto`` = detected): ``instances`` (-1 = void, a crowd region for
+    COCO AP) and ``instance_classes``. Each sample's prediction is ``NAME.tif`` (or ``.tiff``/
+    ``.png``) + ``NAME.json`` as ``pixelgroup predict`` writes them (scores and classes), ``NAME`` =
+    the sample's name or its image file's stem.
+
+    Per class when the reader gives classes (``class_names``): the results then hold
+    ``coco_ap/class_{c}`` for every class ``c`` with ground truth, ``coco_ap`` = their mean, and
+    ``class_names`` (list, index = class id). Predictions without sidecars, or of a class-agnostic
+    model (every predicted class 0), are scored class-agnostic, with a warning. The matching
+    metrics (``ap_dsb``, F1, PQ, SBD, ...) are class-agnostic in every case.
+
+    Args:
+        gt_root: the dataset root, as the reader takes it.
+        pred_dir: folder of predictions.
+        format: dataset reader name or ``auto``.
+        split: the reader's image set (VOC ``val``, COCO ``val2017``, Cityscapes ``val``, ...).
+        json_path: also write the results there as JSON.
+
+    Returns:
+        :meth:`InstanceEvaluator.compute`'s dict (plus ``class_names`` when per class).
+    """
+    reader = _open_ground_truth(gt_root, format, split)
+    paths = _match_predictions(reader, Path(pred_dir))
+    names = getattr(reader, "class_names", None)
+    per_class = names is not None and _predicts_classes(paths, pred_dir)
+    ev = InstanceEvaluator()
+    for i, path in enumerate(paths):
+        sample, labels = reader[i], read_labels(path)
+        scores, classes = _sidecar(path, int(labels.max(initial=0)))
+        _check_same_size(reader.sample_files(i)["image"], sample["instances"], path, labels)
+        if not per_class:
+            ev.update(sample["instances"], labels, scores=scores)
+            continue
+        if classes is None:
+            raise DataError(f"{path.with_suffix('.json')}: missing; per-class evaluation needs the classes "
+                            "that 'pixelgroup predict' writes there")
+        ev.update(sample["instances"], labels, scores=scores, gt_classes=sample["instance_classes"],
+                  pred_classes=classes)
+    results: dict[str, Any] = ev.compute()
+    if per_class:
+        results["class_names"] = list(names)
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(_jsonable(results), indent=2))
+    return results
+
+
+def _predicts_classes(paths: list[Path], pred_dir: str | Path) -> bool:
+    """False (with a warning) when no ``NAME.json`` exists or every predicted instance has class 0
+    (a class-agnostic model); True otherwise, also when nothing at all was predicted."""
+    sidecars = [_sidecar_entries(path) for path in paths]
+    if all(entries is None for entries in sidecars):
+        log.warning("%s: no NAME.json sidecars, so no classes; scoring class-agnostic", pred_dir)
+        return False
+    seen = {int(d.get("class", 0)) for entries in sidecars for d in (entries or {}).values()}
+    if seen == {0}:
+        log.warning("%s: every predicted instance has class 0 (class-agnostic model); scoring class-agnostic",
+                    pred_dir)
+        return False
+    return True
+
+
+def _open_ground_truth(gt_root: str | Path, format: str, split: str | None):
+    """The dataset reader ``format`` on ``gt_root`` (raw images, no normalisation)."""
+    fmt = detect_format(gt_root) if format == "auto" else format
+    reader = DATASETS.get(fmt)
+    kwargs: dict[str, Any] = {"normalize": None}
+    if split is not None:
+        if "split" not in inspect.signature(reader).parameters:
+            raise ValueError(f"dataset format '{fmt}' has no splits; drop --split / split=")
+        kwargs["split"] = split
+    return reader(gt_root, **kwargs)
+
+
+def _match_predictions(reader, pred_dir: Path) -> list[Path]:
+    """The prediction file of every sample of ``reader`` (by sample name, else image file stem)."""
+    preds = _index(pred_dir, "prediction")
+    found, missing = [], []
+    for i, name in enumerate(reader.names):
+        path = preds.get(name) or preds.get(reader.sample_files(i)["image"].stem)
+        if path is None:
+            missing.append(name)
+        found.append(path)
+    if missing:
+        raise DataError(
+            f"{pred_dir}: no prediction for {len(missing)} of {len(reader.names)} ground-truth image(s), e.g. "
+            f"{missing[:3]}; run 'pixelgroup predict' on the dataset's images into this folder"
+        )
+    return found
+
+
+def format_class_ap(results: dict[str, Any]) -> str:
+    """Per-class COCO AP lines of :func:`evaluate_dataset`'s results, then the mean ("" if none)."""
+    names = results.get("class_names") or []
+    rows = []
+    for key, value in results.items():
+        if key.startswith("coco_ap/class_"):
+            c = int(key.rsplit("_", 1)[1])
+            name = names[c] if 0 <= c < len(names) else f"class {c}"
+            rows.append((f"{c:>3} {name}", value))
+    if not rows:
+        return ""
+    rows.append(("mean", results["coco_ap"]))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join([f"{'class'.ljust(width)}  COCO AP"] + [f"{label.ljust(width)}  {v:7.3f}" for label, v in rows])
 
 
 def _semantic_eval(gts: dict[str, Path], preds: dict[str, Path], n_classes: int | None) -> ConfusionMatrix:

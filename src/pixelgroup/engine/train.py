@@ -82,6 +82,26 @@ def check_before_training(cfg: RunConfig, root: str | Path) -> None:
                             + report.format())
 
 
+def check_n_classes(cfg: RunConfig, reader) -> None:
+    """Instance methods: ``model.n_classes`` must be 1 (class-agnostic instances, on any dataset) or
+    the reader's number of object classes ``len(reader.class_names) - 1`` (multi-class instances)."""
+    if get_method(cfg).task != "instance":
+        return
+    n, names = cfg.model.n_classes, getattr(reader, "class_names", None)
+    k = len(names) - 1 if names else None
+    if n == 1:
+        if k is not None and k > 1:
+            log.info("training class-agnostic instances; set model.n_classes: %d to predict the dataset's "
+                     "%d classes too", k, k)
+        return
+    if k is None:
+        raise TrainingError(f"model.n_classes = {n} but this dataset has no classes; use a dataset with classes "
+                            "(voc, coco, cityscapes) or set model.n_classes: 1")
+    if n != k:
+        raise TrainingError(f"model.n_classes = {n} but the dataset has {k} object classes; set model.n_classes: "
+                            f"{k} (or 1 for class-agnostic instances)")
+
+
 def open_datasets(cfg: RunConfig, data: str | Path, val: str | Path | None):
     """``(train, val)`` readers; without ``val`` a deterministic split of ``data`` is held out."""
     full = open_reader(cfg, data, split=cfg.data.split)
@@ -203,6 +223,11 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
         GROUPERS.get(grouper_spec(cfg)[0])
     check_before_training(cfg, data)
     train_ds, val_ds = open_datasets(cfg, data, val)
+    n_data = getattr(train_ds, "n_classes", None)
+    if get_method(cfg).task == "semantic" and n_data and cfg.model.n_classes == 1:
+        log.info("model.n_classes set to %d (background + classes) from %s", n_data, data)
+        cfg = cfg.replace(**{"model.n_classes": int(n_data)})
+    check_n_classes(cfg, train_ds)
     tr = _Trainer(cfg, train_ds, val_ds, run_dir, device)
     tr.data_root = str(Path(data).resolve())
     if resume and (run_dir / LAST).is_file():

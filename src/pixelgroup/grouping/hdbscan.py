@@ -36,6 +36,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from ..types import Instances, ModelOutput, as_numpy
 from .base import GROUPERS
+from .classes import assign_classes
 
 Noise = Literal["nearest", "background"]
 
@@ -128,7 +129,8 @@ def hdbscan_grouping(
 
     Returns:
         :class:`Instances` with ``(H, W)`` labels numbered ``1..N`` by decreasing size and ``(N,)``
-        scores (mean HDBSCAN probability).
+        scores (mean HDBSCAN probability); with a ``semantic`` head (``(K + 1, H, W)`` logits)
+        classes ``1..K`` and scores x class probability (:func:`.classes.assign_classes`).
     """
     if min_cluster_size < 2:
         raise ValueError(f"hdbscan_grouping: min_cluster_size must be >= 2, got {min_cluster_size}")
@@ -161,4 +163,5 @@ def hdbscan_grouping(
     assigned = sub_labels[ref][nearest]  # (N,), -1 = noise
     relabelled, scores = _relabel(assigned, probs, sub_labels, min_size)
     labels[index] = relabelled
-    return Instances(labels.reshape(h, w), scores)
+    inst = Instances(labels.reshape(h, w), scores)
+    return inst if output.semantic is None else assign_classes(inst, output.semantic)

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from ..types import Instances, ModelOutput
 from .base import GROUPERS
+from .classes import assign_classes
 
 log = logging.getLogger(__name__)
 
@@ -397,6 +398,10 @@ def meanshift_grouping(
     squared distance of its embeddings to their mean and ``h`` the bandwidth (1 for a point-like
     cluster, small for a diffuse one). Labels ``1..N`` are ordered by decreasing score.
 
+    With a ``semantic`` head (``(K + 1, H, W)`` logits, multi-class models) every instance gets
+    its majority class and its score is multiplied by that class's mean probability
+    (:func:`~pixelgroup.grouping.classes.assign_classes`).
+
     Args:
         output: one image's raw outputs: ``embedding (E, H, W)``, optional ``foreground (1, H, W)``.
         bandwidth, kernel, seed: passed to :func:`mean_shift`.
@@ -405,7 +410,8 @@ def meanshift_grouping(
         min_size: smallest instance kept, pixels.
 
     Returns:
-        :class:`Instances` with ``labels (H, W)`` and ``scores (N,)``.
+        :class:`Instances` with ``labels (H, W)``, ``scores (N,)`` and ``classes (N,)`` (1..K with a
+        semantic head, else 0).
     """
     emb = _check_output(output, fg_threshold, min_size)
     e, h, w = emb.shape
@@ -430,4 +436,5 @@ def meanshift_grouping(
     new_id = torch.zeros(n, dtype=torch.int64, device=emb.device)
     new_id[order] = torch.arange(1, order.numel() + 1, device=emb.device)
     labels[fg] = new_id[cl]
-    return Instances(labels.reshape(h, w).cpu().numpy(), scores=scores[order].cpu().numpy())
+    inst = Instances(labels.reshape(h, w).cpu().numpy(), scores=scores[order].cpu().numpy())
+    return inst if output.semantic is None else assign_classes(inst, output.semantic)

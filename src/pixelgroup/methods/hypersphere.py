@@ -1,9 +1,12 @@
 """Recurrent pixel embedding on the hypersphere (Kong & Fowlkes, CVPR 2018) as a method.
 
-Heads: ``embedding`` (``cfg.model.embedding_dim`` channels) and ``foreground`` (1 logit).
+Heads: ``embedding`` (``cfg.model.embedding_dim`` channels) and ``foreground`` (1 logit), plus
+``semantic`` (``K + 1`` logits) when ``model.n_classes = K > 1``.
 Loss: :class:`~pixelgroup.losses.hypersphere.HypersphereLoss` with ``cfg.loss`` as keyword
 arguments (``margin``, ``max_pixels``, ``iterations``, ``bandwidth``, ``kernel``, ``hard_mining``,
-``fg_weight``). Grouper: ``meanshift`` on the foreground pixels' unit embeddings.
+``fg_weight``), plus the cross-entropy term ``sem`` (weight ``sem_weight``) of a multi-class model
+(:class:`~pixelgroup.methods.discriminative.SemanticTermLoss`). Grouper: ``meanshift`` on the
+foreground pixels' unit embeddings; each instance takes the majority class of the semantic head.
 
 Grouping bandwidth rule. The push term drives pixels of different instances to a similarity
 ``s = (1 + cos) / 2 <= margin``, i.e. a chord distance ``||x_i - x_j|| = sqrt(2 - 2 cos) >=
@@ -27,6 +30,7 @@ from ..grouping import mean_shift as _mean_shift  # noqa: F401  (registers the "
 from ..losses.base import LOSSES
 from ..losses.hypersphere import HypersphereLoss  # noqa: F401  (registers the "hypersphere" loss)
 from .base import Method, register_method
+from .discriminative import add_semantic_term, semantic_heads
 
 DEFAULT_MARGIN = 0.5
 
@@ -46,16 +50,19 @@ class HypersphereMethod(Method):
     default_grouper = "meanshift"
 
     def heads(self, cfg: RunConfig) -> dict[str, int]:
-        return {"embedding": cfg.model.embedding_dim, "foreground": 1}
+        return {"embedding": cfg.model.embedding_dim, "foreground": 1, **semantic_heads(cfg)}
 
     def build_loss(self, cfg: RunConfig) -> nn.Module:
+        kwargs = dict(cfg.loss)
+        sem_weight = kwargs.pop("sem_weight", None)
         try:
-            return LOSSES.get("hypersphere")(**dict(cfg.loss))
+            loss = LOSSES.get("hypersphere")(**kwargs)
         except TypeError as err:
             raise ValueError(
                 f"hypersphere: bad 'loss' config {dict(cfg.loss)} ({err}); valid keys: margin, max_pixels, "
-                "iterations, bandwidth, kernel, hard_mining, fg_weight"
+                "iterations, bandwidth, kernel, hard_mining, fg_weight, sem_weight"
             ) from None
+        return add_semantic_term(loss, cfg, sem_weight=sem_weight)
 
     def grouper_defaults(self, cfg: RunConfig) -> dict[str, Any]:
         margin = float(cfg.loss.get("margin", DEFAULT_MARGIN))

@@ -2,7 +2,13 @@
 
 Heads: ``offset`` (2, y/x), ``sigma`` (``model.n_sigma``), ``seed`` (``model.n_classes``).
 Loss: :class:`~pixelgroup.losses.spatial.SpatialEmbeddingLoss` built from ``cfg.loss``.
-Grouper: ``seeded``, given the loss's ``coord_scale`` so training and inference agree.
+Grouper: ``seeded_classes`` (``seeded`` grouping reporting dataset class ids), given the loss's
+``coord_scale`` so training and inference agree.
+
+Multi-class (``model.n_classes = K > 1``, as in the paper): one seed channel per object class. The
+batch's ``classes`` hold dataset ids 1..K at object pixels; :class:`ObjectClassSpatialLoss` shifts
+them so that class ``c`` trains seed channel ``c - 1``, and the grouper reports the instances of
+channel ``c - 1`` as class ``c``.
 """
 
 from __future__ import annotations
@@ -11,12 +17,13 @@ import inspect
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..config import RunConfig
-from ..grouping import seeded as _seeded  # noqa: F401  (registers the default grouper "seeded")
+from ..grouping import classes as _classes  # noqa: F401  (registers the default grouper "seeded_classes")
 from ..grouping.coords import DEFAULT_COORD_SCALE, raw_sigma_for_radius
 from ..losses.spatial import SpatialEmbeddingLoss
+from ..types import ModelOutput
 from .base import Method, register_method
 
 INIT_RADIUS_PX = 6.0
@@ -33,12 +40,46 @@ def _loss_kwargs(cfg: RunConfig) -> dict[str, Any]:
     return dict(cfg.loss)
 
 
+class ObjectClassSpatialLoss(SpatialEmbeddingLoss):
+    """:class:`SpatialEmbeddingLoss` for ``n_classes = K > 1`` seed channels on dataset class ids.
+
+    ``batch["classes"]`` ``(B, H, W)`` holds 1..K at object pixels (0 = background, -1 = ignore);
+    the loss wants the seed channel ``0..K-1``, so it gets ``classes - 1`` (background and ignore
+    become negative, i.e. unknown, which the loss only reads at instance pixels). Other keyword
+    arguments as :class:`SpatialEmbeddingLoss`.
+    """
+
+    def __init__(self, *, n_classes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if n_classes < 2:
+            raise ValueError(f"method 'spatial': ObjectClassSpatialLoss needs n_classes >= 2, got {n_classes}")
+        self.n_classes = int(n_classes)
+
+    def forward(self, output: ModelOutput, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        classes = batch.get("classes")
+        if classes is None:
+            raise ValueError(
+                f"method 'spatial': model.n_classes = {self.n_classes} needs batch['classes']; train on a "
+                "dataset with classes (voc, coco, cityscapes) or set model.n_classes: 1"
+            )
+        top = int(classes.max()) if classes.numel() else 0
+        if top > self.n_classes:
+            raise ValueError(
+                f"method 'spatial': the batch has class id {top} but model.n_classes = {self.n_classes}; "
+                "set model.n_classes to the dataset's number of object classes"
+            )
+        return super().forward(output, {**batch, "classes": classes - 1})
+
+    def extra_repr(self) -> str:
+        return f"n_classes={self.n_classes}, {super().extra_repr()}"
+
+
 class SpatialMethod(Method):
     """Spatial embeddings with a learned (circular or elliptical) clustering bandwidth."""
 
     name = "spatial"
     task = "instance"
-    default_grouper = "seeded"
+    default_grouper = "seeded_classes"
 
     def heads(self, cfg: RunConfig) -> dict[str, int]:
         if cfg.model.n_sigma not in (1, 2):
@@ -48,6 +89,8 @@ class SpatialMethod(Method):
         return {"offset": 2, "sigma": cfg.model.n_sigma, "seed": cfg.model.n_classes}
 
     def build_loss(self, cfg: RunConfig) -> nn.Module:
+        if cfg.model.n_classes > 1:
+            return ObjectClassSpatialLoss(n_classes=cfg.model.n_classes, **_loss_kwargs(cfg))
         return SpatialEmbeddingLoss(**_loss_kwargs(cfg))
 
     def grouper_defaults(self, cfg: RunConfig) -> dict[str, Any]:
