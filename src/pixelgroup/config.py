@@ -59,6 +59,10 @@ class ModelConfig:
         embedding_dim: size of the free embedding (embedding methods).
         n_sigma: 1 = circular, 2 = elliptical bandwidth (``spatial``).
         n_classes: object classes (1 = class-agnostic instances).
+        embedding_coords: add the pixel coordinates times this factor (units per pixel) to the
+            first two embedding channels, a semi-convolutional embedding (Novotny et al., ECCV
+            2018): objects that look alike are then told apart by where they are. ``None`` = the
+            method's default (0.1 for ``discriminative``, 0 = off for the others).
     """
 
     backbone: str = "unet"
@@ -68,6 +72,7 @@ class ModelConfig:
     embedding_dim: int = 8
     n_sigma: int = 2
     n_classes: int = 1
+    embedding_coords: float | None = None
 
 
 @dataclass(frozen=True)

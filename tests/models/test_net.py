@@ -39,3 +39,16 @@ def test_bad_inputs_have_clear_messages():
         net(torch.randn(1, 1, 30, 32))
     with pytest.raises(ValueError, match=r"expected \(B, 1, H, W\)"):
         net(torch.randn(1, 3, 32, 32))
+
+
+def test_embedding_coords_adds_the_pixel_grid():
+    net = _net(heads={"embedding": 3, "foreground": 1}, embedding_coords=0.5)
+    for p in net.heads.parameters():
+        torch.nn.init.zeros_(p)
+    out = net(torch.randn(1, 1, 8, 12))
+    ys, xs = torch.meshgrid(torch.arange(8.0), torch.arange(12.0), indexing="ij")
+    assert torch.allclose(out.embedding[0, 0], ys * 0.5)
+    assert torch.allclose(out.embedding[0, 1], xs * 0.5)
+    assert torch.all(out.embedding[0, 2] == 0)
+    with pytest.raises(ValueError, match="embedding_coords needs an embedding head"):
+        _net(heads={"embedding": 1}, embedding_coords=0.5)

@@ -24,11 +24,19 @@ def build_model(cfg: RunConfig, *, in_channels: int) -> PixelEmbeddingNet:
         width=cfg.model.width,
         depth=cfg.model.depth,
         context=cfg.model.context,
+        embedding_coords=embedding_coords(cfg),
     )
     init = getattr(method, "init_heads", None)
     if init is not None:
         init({name: head.out for name, head in model.heads.items()}, cfg=cfg)
     return model
+
+
+def embedding_coords(cfg: RunConfig) -> float:
+    """``cfg.model.embedding_coords``, or the method's default when it is ``None``."""
+    if cfg.model.embedding_coords is not None:
+        return float(cfg.model.embedding_coords)
+    return float(getattr(get_method(cfg), "default_embedding_coords", 0.0))
 
 
 def grouper_spec(cfg: RunConfig) -> tuple[str, dict[str, Any]]:

@@ -34,6 +34,8 @@ class PixelEmbeddingNet(nn.Module):
         backbone: registered backbone name.
         width, depth: backbone size.
         context: registered context module name applied at the bottleneck, or ``None``.
+        embedding_coords: if > 0, ``(y, x) * embedding_coords`` is added to the first two channels
+            of the ``embedding`` head (semi-convolutional embedding); 0 = off.
 
     Forward: ``image (B, C, H, W) -> ModelOutput`` with one ``(B, heads[name], H, W)`` tensor per head.
     ``H`` and ``W`` must be multiples of :attr:`multiple`.
@@ -48,8 +50,12 @@ class PixelEmbeddingNet(nn.Module):
         width: int = 32,
         depth: int = 3,
         context: str | None = None,
+        embedding_coords: float = 0.0,
     ) -> None:
         super().__init__()
+        if embedding_coords and heads.get("embedding", 0) < 2:
+            raise ValueError("PixelEmbeddingNet: embedding_coords needs an embedding head of >= 2 channels")
+        self.embedding_coords = float(embedding_coords)
         valid = {name for name, _ in ModelOutput.__dataclass_fields__.items()}
         unknown = sorted(set(heads) - valid)
         if unknown:
@@ -76,4 +82,11 @@ class PixelEmbeddingNet(nn.Module):
                 "pad the image (pixelgroup.data.transforms.pad_to_multiple)"
             )
         feats = self.backbone(image.contiguous(memory_format=torch.channels_last))
-        return ModelOutput(**{name: head(feats) for name, head in self.heads.items()})
+        out = {name: head(feats) for name, head in self.heads.items()}
+        if self.embedding_coords and "embedding" in out:
+            emb = out["embedding"]
+            ys = torch.arange(h, device=emb.device, dtype=emb.dtype) * self.embedding_coords
+            xs = torch.arange(w, device=emb.device, dtype=emb.dtype) * self.embedding_coords
+            grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # (2, H, W), (y, x)
+            out["embedding"] = torch.cat([emb[:, :2] + grid, emb[:, 2:]], dim=1)
+        return ModelOutput(**out)
