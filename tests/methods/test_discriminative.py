@@ -68,15 +68,15 @@ def test_loss_kwargs_from_config_and_total_is_weighted_sum():
     )
 
 
-def test_grouper_defaults_follow_delta_d():
+def test_grouper_defaults_follow_delta_v():
     method = METHODS.get("discriminative")
     assert method.grouper_defaults(RunConfig(method="discriminative")) == {
-        "bandwidth": 1.5,
+        "bandwidth": 1.0,  # 2 * delta_v
         "kernel": "flat",
         "normalize": False,
     }
-    cfg = config_from_dict({"method": "discriminative", "loss": {"delta_d": 2.5}})
-    assert method.grouper_defaults(cfg)["bandwidth"] == 2.5
+    cfg = config_from_dict({"method": "discriminative", "loss": {"delta_v": 0.3}})
+    assert method.grouper_defaults(cfg)["bandwidth"] == pytest.approx(0.6)
 
 
 def test_bad_config_and_missing_heads_raise():

@@ -173,16 +173,17 @@ class DiscriminativeMethod(Method):
         return add_semantic_term(DiscriminativeForegroundLoss(**kwargs), cfg, sem_weight=sem_weight)
 
     def grouper_defaults(self, cfg: RunConfig) -> dict[str, Any]:
-        """Flat-kernel mean shift of radius ``delta_d`` on the raw embedding.
+        """Flat-kernel mean shift of radius ``2 delta_v`` on the raw embedding (the paper's rule).
 
         At zero loss every pixel lies within ``delta_v`` of its instance mean and the means are at
-        least ``2 delta_d`` apart, so a ball around a mean captures its whole instance for any
-        radius in ``[delta_v, 2 delta_d - delta_v)`` and nothing of another instance; ``delta_d`` is
-        the middle of that range (equal margins either side), and it is also the distance below
-        which the grouper merges two modes (means are ``>= 2 delta_d`` apart, so none merge).
+        least ``2 delta_d`` apart, so any radius in ``[delta_v, 2 delta_d - delta_v)`` separates the
+        instances; the paper thresholds at ``2 delta_v`` (a ball of that radius around any pixel's
+        embedding holds its instance). The lower end matters before convergence: with crowded
+        nuclei the means of neighbours are still closer than ``2 delta_d``, and ``delta_d`` as the
+        radius merged them (held-out AP_dsb@0.5 0.70 -> 0.94 on synthetic nuclei, same model).
         """
-        delta_d = float(_loss_kwargs(cfg).get("delta_d", DELTA_D))
-        return {"bandwidth": delta_d, "kernel": "flat", "normalize": False}
+        delta_v = float(_loss_kwargs(cfg).get("delta_v", DELTA_V))
+        return {"bandwidth": 2.0 * delta_v, "kernel": "flat", "normalize": False}
 
 
 register_method(DiscriminativeMethod())
