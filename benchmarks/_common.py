@@ -11,7 +11,6 @@ import torch
 
 import pixelgroup
 from pixelgroup.config import RunConfig
-from pixelgroup.engine.build import grouper_spec
 from pixelgroup.engine.evaluate import evaluate_segmenter
 from pixelgroup.engine.train import open_reader
 
@@ -35,12 +34,11 @@ def train_and_score(cfg: RunConfig, *, train: Path, test: Path, out: Path, group
     res = pixelgroup.fit(cfg, data=train, out=fresh(out), device=device, progress=False)
     train_s = time.time() - t0
     test_ds = open_reader(cfg, test)
+    trained = pixelgroup.Segmenter.from_checkpoint(out, device=device)
     scores, infer = {}, {}
     for g in [None, *(grouping or [])]:
         c = cfg if g is None else cfg.replace(**{"grouping.name": g["name"], "grouping.params": g.get("params", {})})
-        seg = pixelgroup.Segmenter.from_checkpoint(out, device=device)
-        seg.cfg = c
-        seg.grouper, seg.grouper_params = grouper_spec(c)
+        seg = pixelgroup.Segmenter(trained.model, c, device=device, state=trained.state)
         t1 = time.time()
         scores[seg.grouper] = evaluate_segmenter(seg, test_ds, n_classes=cfg.model.n_classes)
         infer[seg.grouper] = (time.time() - t1) / max(1, len(test_ds))

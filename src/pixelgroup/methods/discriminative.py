@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import RunConfig
-from ..losses.discriminative import DELTA_D, DELTA_V, discriminative_loss
+from ..losses.discriminative import DELTA_D, DELTA_V, DiscriminativeLoss
 from ..losses.foreground import foreground_loss
 from .base import Method, register_method
 
@@ -49,18 +49,19 @@ class DiscriminativeForegroundLoss(nn.Module):
         super().__init__()
         if fg_weight < 0:
             raise ValueError(f"method 'discriminative': fg_weight must be >= 0, got {fg_weight}")
-        self.kwargs = {"delta_v": delta_v, "delta_d": delta_d, "alpha": alpha, "beta": beta, "gamma": gamma}
+        self.embedding_loss = DiscriminativeLoss(delta_v=delta_v, delta_d=delta_d, alpha=alpha, beta=beta,
+                                                 gamma=gamma)
         self.fg_weight = fg_weight
 
     def forward(self, output, batch) -> dict[str, Tensor]:
         if output.embedding is None or output.foreground is None:
             raise ValueError("method 'discriminative': the network needs 'embedding' and 'foreground' heads")
-        out = discriminative_loss(output.embedding, batch["instances"], **self.kwargs)
+        out = self.embedding_loss(output, batch)
         fg = foreground_loss(output.foreground, batch["instances"])["total"]
         return {**out, "fg": fg, "total": out["total"] + self.fg_weight * fg}
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in {**self.kwargs, "fg_weight": self.fg_weight}.items())
+        return f"fg_weight={self.fg_weight}"
 
 
 def semantic_cross_entropy(logits: Tensor, classes: Tensor) -> Tensor:
