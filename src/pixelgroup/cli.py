@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-size", type=int, default=None)
     p.add_argument("--format", default=None, help="dataset format (default: folder)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--init", default=None, help="run folder or checkpoint whose matching weights start this run")
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
 
@@ -135,6 +136,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = cfg.replace(**{
         "method": args.method, "train.steps": args.steps, "train.minutes": args.minutes, "train.lr": args.lr,
         "data.batch_size": args.batch_size, "data.crop_size": args.crop_size, "data.format": args.format,
+        "train.init": None if args.init is None else str(args.init),
     })
     res = fit(cfg, data=args.data, val=args.val, out=args.out, device=_device(args.device), resume=args.resume,
               progress=not args.no_progress)

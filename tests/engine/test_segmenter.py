@@ -47,3 +47,23 @@ def test_model_output_is_on_the_segmenter_device():
     seg = _segmenter()
     out = seg.outputs(np.zeros((16, 16), np.float32))
     assert out.seed.device == torch.device("cpu")
+
+
+def test_semantic_segmenter_passes_grouping_params_to_the_method():
+    # cfg.grouping.params (and load_model overrides) reach predict_semantic: SegSort takes its
+    # inference settings from there, softmax has none and says so.
+    class Recorder:
+        task = "semantic"
+
+        def predict_semantic(self, output, state, **settings):
+            self.settings = settings
+            return np.zeros(output.semantic.shape[1:], np.int64)
+
+    cfg = RunConfig(method="softmax").replace(**{"model.width": 8, "model.depth": 2, "model.n_classes": 3,
+                                                "grouping.params": {"k": 5}})
+    seg = Segmenter(build_model(cfg, in_channels=1), cfg, device="cpu")
+    with pytest.raises(ValueError, match=r"softmax: no inference settings, got \['k'\]"):
+        seg.segment(np.zeros((16, 16), np.float32))
+    seg.method = Recorder()
+    assert seg.segment(np.zeros((16, 16), np.float32)).shape == (16, 16)
+    assert seg.method.settings == {"k": 5}

@@ -57,6 +57,36 @@ def test_hand_values_margin_and_scale():
     assert out["pull"].item() == pytest.approx(3 / 16)
 
 
+
+def test_terms_normalisation_is_weighted_mean_per_term():
+    # normalize="terms": each term is its W-weighted mean over its own pairs (hand case: pull pairs
+    # weigh 8/16 in all -> pull = (3/16) / (8/16) = 3/8; push pairs 8/16 -> push = 1/8), with and
+    # without hard mining, and equal to the pairwise definition on random data.
+    emb, inst = _hand_case()
+    out = hypersphere_loss(emb, inst, margin=0.5, max_pixels=None, normalize="terms")
+    assert out["pull"].item() == pytest.approx(3 / 8)
+    assert out["push"].item() == pytest.approx(1 / 8)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(50, 6, generator=g, dtype=torch.float64)
+    groups = torch.randint(0, 5, (50,), generator=g)
+    xn = torch.nn.functional.normalize(x, dim=1)
+    s = 0.5 * (1 + xn @ xn.T)
+    w = 1.0 / torch.bincount(groups).double()[groups]
+    wij = w[:, None] * w[None, :]
+    same = groups[:, None] == groups[None, :]
+    pull = (wij * (1 - s) * same).sum() / (wij * same).sum()
+    push = (wij * (s - 0.4).clamp_min(0) * ~same).sum() / (wij * ~same).sum()
+    for mining in (None, 1.0):
+        o = hypersphere_pair_loss(x, groups, margin=0.4, normalize="terms", hard_mining=mining)
+        assert o["pull"].item() == pytest.approx(pull.item(), rel=1e-10)
+        assert o["push"].item() == pytest.approx(push.item(), rel=1e-10)
+    one_group = hypersphere_pair_loss(x, torch.zeros_like(groups), normalize="terms")
+    assert one_group["push"].item() == 0.0 and one_group["pull"].item() > 0.0
+    with pytest.raises(ValueError, match="normalize must be one of pairs, terms"):
+        hypersphere_pair_loss(x, groups, normalize="sum")
+    with pytest.raises(ValueError, match="normalize"):
+        HypersphereLoss(normalize="mean")
+
 def test_pair_loss_equals_pairwise_definition():
     # The pull shortcut (per-group means) and the kept-all hard mining (explicit pairs) must agree
     # with a direct evaluation of the definition.

@@ -55,12 +55,12 @@ def test_bad_loss_config():
 
 
 def test_grouper_defaults_follow_margin():
-    # margin 0.5 -> instances >= sqrt(2) apart on the sphere -> h = sqrt(0.5) / 2
+    # margin 0.5 -> instances >= sqrt(2) apart on the sphere -> h = sqrt(0.5 / 8) = 0.25
     method = METHODS.get("hypersphere")
     defaults = method.grouper_defaults(config_from_dict({"method": "hypersphere"}))
-    assert defaults == {"bandwidth": pytest.approx(math.sqrt(0.5) / 2), "kernel": "vmf", "normalize": True}
+    assert defaults == {"bandwidth": pytest.approx(0.25), "kernel": "vmf", "normalize": True}
     tight = method.grouper_defaults(config_from_dict({"method": "hypersphere", "loss": {"margin": 0.75}}))
-    assert tight["bandwidth"] == pytest.approx(0.25)
+    assert tight["bandwidth"] == pytest.approx(math.sqrt(0.25 / 8))
     with pytest.raises(ValueError, match="margin"):
         grouping_bandwidth(1.0)
 

@@ -55,3 +55,33 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ValueError(f"{path}: not a pixelgroup checkpoint (no config/model entries)")
     return config_from_dict(state["config"]), state
+
+
+def init_weights(model: torch.nn.Module, path: str | Path) -> tuple[int, int]:
+    """Copy into ``model`` every module of the checkpoint ``path`` whose tensors all match.
+
+    Transfer learning: the backbone of a model trained on another task or dataset starts a new
+    run, while heads of a different size (another method, embedding size or class count) and an
+    input layer for other channels keep their fresh initialisation. A module (a convolution, a
+    normalisation layer, ...) is copied whole or not at all: only when the checkpoint has every one
+    of its tensors under the same name and with the same shape.
+
+    Returns:
+        ``(tensors copied, tensors in model)``.
+    """
+    _, state = load_checkpoint(path)
+    own, theirs = model.state_dict(), state["model"]
+
+    def module(key: str) -> str:
+        return key.rsplit(".", 1)[0]
+
+    bad = {module(k) for k, v in own.items() if k not in theirs or theirs[k].shape != v.shape}
+    match = {k: theirs[k] for k in own if module(k) not in bad}
+    if not any(v.is_floating_point() for v in match.values()):
+        raise ValueError(
+            f"{resolve_checkpoint(path)}: no weight matches this model by name and shape; initialise "
+            "from a run with the same backbone (model.backbone, width, depth)"
+        )
+    model.load_state_dict(match, strict=False)
+    log.info("initialised %d of %d tensors from %s", len(match), len(own), resolve_checkpoint(path))
+    return len(match), len(own)

@@ -99,7 +99,8 @@ class Segmenter:
         """``(H, W)`` int32: instance labels (instance methods) or class indices (semantic methods)."""
         if self.task == "semantic":
             out = self.outputs(image, normalized=normalized)
-            return np.asarray(self.method.predict_semantic(out, self.state), dtype=np.int32)
+            labels = self.method.predict_semantic(out, self.state, **self.grouper_params)
+            return np.asarray(labels, dtype=np.int32)
         return self.segment_instances(image, normalized=normalized).labels
 
 

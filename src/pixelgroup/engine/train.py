@@ -23,7 +23,7 @@ from ..data.transforms import TrainingCrops
 from ..fileio import atomic_write_text
 from ..grouping.base import GROUPERS
 from .build import build_model, get_method, grouper_spec
-from .checkpoint import BEST, LAST, save_checkpoint
+from .checkpoint import BEST, LAST, init_weights, save_checkpoint
 from .evaluate import evaluate_segmenter
 from .segmenter import Segmenter
 
@@ -142,6 +142,8 @@ class _Trainer:
         self.method = get_method(cfg)
         self.in_channels = int(train_ds[0]["image"].shape[-1])
         self.model = build_model(cfg, in_channels=self.in_channels).to(device)
+        if cfg.train.init:
+            init_weights(self.model, cfg.train.init)
         if cfg.data.crop_size % self.model.multiple:
             raise TrainingError(
                 f"data.crop_size={cfg.data.crop_size} must be a multiple of {self.model.multiple} "

@@ -4,7 +4,7 @@ The authors released no ranking, so this one is ours:
 
 1. **Candidates**: the unit embedding of every pixel is clustered by :func:`mean_shift` (vMF kernel)
    at each bandwidth of ``bandwidths`` (small: parts, large: merged objects; the defaults 0.2-0.4
-   bracket 0.354, the grouping bandwidth for the default margin 0.5, see
+   bracket 0.25, the grouping bandwidth for the default margin 0.5, see
    :mod:`pixelgroup.methods.hypersphere`). Every
    8-connected component of a cluster is a candidate, and so is the whole cluster when it has
    several components (an object cut in two by an occluder). Candidates below ``min_size`` pixels

@@ -19,6 +19,10 @@ no pairs: ``pull = 1 / G^2 sum_g (1 - ||mean_{i in g} x_i||^2) / 2``. The push h
 costs ``O(N^2)`` memory on the ``N`` pixels kept, which is why pixels are randomly sampled down to
 ``max_pixels`` per image (the authors sample at most 4000).
 
+``normalize="terms"`` (an option of ours) divides each term by the weight of its own pairs instead
+(``1 / G`` for pull, ``(G - 1) / G`` for push), so that pull is not ``G - 1`` times weaker than push
+when a crop holds many objects.
+
 Hard pair mining (``hard_mining=q``) is an option of ours: the released code has no explicit
 mining (it samples pixels at random), the paper attributes its "hard pixel pair mining" to the loss
 applied after every recurrent mean-shift iteration, which only leaves the pairs that grouping has
@@ -44,12 +48,18 @@ from .base import LOSSES
 from .foreground import foreground_loss
 
 TERMS = ("pull", "push")
+NORMALIZE = ("pairs", "terms")
 _EPS = 1e-12
 
 
 def _check_fraction(hard_mining: float | None, where: str) -> None:
     if hard_mining is not None and not 0.0 < hard_mining <= 1.0:
         raise ValueError(f"{where}: hard_mining must be None or in (0, 1], got {hard_mining}")
+
+
+def _check_normalize(normalize: str, where: str) -> None:
+    if normalize not in NORMALIZE:
+        raise ValueError(f"{where}: normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
 
 
 def _check_margin(margin: float, where: str) -> None:
@@ -81,6 +91,7 @@ def hypersphere_pair_loss(
     *,
     margin: float = 0.5,
     hard_mining: float | None = None,
+    normalize: str = "pairs",
 ) -> dict[str, Tensor]:
     """The hypersphere loss on already-sampled points (one image, or one recurrent iteration).
 
@@ -89,6 +100,10 @@ def hypersphere_pair_loss(
         groups: ``(N,)`` integer group ids (any values; background is just one more group).
         margin: push pairs of different groups until ``s_ij <= margin`` (0.5 = orthogonal).
         hard_mining: ``None`` (all pairs) or the fraction of hardest pairs kept per term.
+        normalize: ``"pairs"`` (the paper: ``W_ij`` sums to 1 over all pairs, so with ``G`` groups
+            pull carries weight ``1 / G`` and push ``(G - 1) / G``) or ``"terms"`` (each term is
+            the ``W``-weighted mean over its own pairs: pull ``G`` times, push ``G / (G - 1)``
+            times the ``"pairs"`` value, both of order 1 whatever the number of groups).
 
     Returns:
         ``{"pull", "push", "total"}`` scalars. ``N == 0`` gives zeros (still connected to the graph).
@@ -100,6 +115,7 @@ def hypersphere_pair_loss(
         )
     _check_margin(margin, "hypersphere_pair_loss")
     _check_fraction(hard_mining, "hypersphere_pair_loss")
+    _check_normalize(normalize, "hypersphere_pair_loss")
     if points.shape[0] == 0:
         zero = points.sum() * 0.0
         return {"pull": zero, "push": zero, "total": zero}
@@ -123,6 +139,9 @@ def hypersphere_pair_loss(
         pair_w = w[:, None] * w[None, :] / norm  # (N, N) W_ij
         pull = _hard_sum((1.0 - sim)[same], pair_w[same], hard_mining)
         push = _hard_sum((sim - margin).clamp_min(0.0)[~same], pair_w[~same], hard_mining)
+    if normalize == "terms":  # same-group pairs weigh sum_g n_g^2 / (n_g^2 G^2) = 1 / G in all
+        pull = pull * n_groups
+        push = push * (n_groups / (n_groups - 1)) if n_groups > 1 else push
     return {"pull": pull, "push": push, "total": pull + push}
 
 
@@ -189,6 +208,7 @@ def hypersphere_loss(
     margin: float = 0.5,
     max_pixels: int | None = 4000,
     hard_mining: float | None = None,
+    normalize: str = "pairs",
     generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
     """Hypersphere pull / push loss of a pixel embedding (no recurrent grouping; see the module doc).
@@ -199,6 +219,7 @@ def hypersphere_loss(
         margin: similarity ``s = (1 + cos) / 2`` above which pairs of different groups are pushed.
         max_pixels: random pixels kept per image (``None`` = all: exact, ``O((HW)^2)`` memory).
         hard_mining: ``None`` or the fraction of hardest pairs kept per term.
+        normalize: ``"pairs"`` (paper) or ``"terms"``, see :func:`hypersphere_pair_loss`.
         generator: CPU ``torch.Generator`` for the pixel sampling.
 
     Returns:
@@ -208,9 +229,12 @@ def hypersphere_loss(
     _check(embedding, instances)
     _check_margin(margin, "hypersphere_loss")
     _check_fraction(hard_mining, "hypersphere_loss")
+    _check_normalize(normalize, "hypersphere_loss")
     samples = sample_pixels(embedding, instances, max_pixels=max_pixels, generator=generator)
     per_image = [
-        hypersphere_pair_loss(p, g, margin=margin, hard_mining=hard_mining) for p, g in samples if len(g) > 0
+        hypersphere_pair_loss(p, g, margin=margin, hard_mining=hard_mining, normalize=normalize)
+        for p, g in samples
+        if len(g) > 0
     ]
     return _mean_over_images(per_image, embedding)
 
@@ -225,6 +249,7 @@ def recurrent_hypersphere_loss(
     bandwidth: float = 0.1,
     kernel: Kernel = "vmf",
     hard_mining: float | None = None,
+    normalize: str = "pairs",
     generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
     """The paper's training loss: the hypersphere loss after every recurrent mean-shift iteration.
@@ -243,13 +268,15 @@ def recurrent_hypersphere_loss(
     _check(embedding, instances)
     _check_margin(margin, "recurrent_hypersphere_loss")
     _check_fraction(hard_mining, "recurrent_hypersphere_loss")
+    _check_normalize(normalize, "recurrent_hypersphere_loss")
     shift = RecurrentMeanShift(bandwidth=bandwidth, iterations=iterations, kernel=kernel)
     samples = sample_pixels(embedding, instances, max_pixels=max_pixels, generator=generator)
     per_image = []
     for points, groups in samples:
         if groups.numel() == 0:
             continue
-        steps = [hypersphere_pair_loss(x, groups, margin=margin, hard_mining=hard_mining)
+        steps = [hypersphere_pair_loss(x, groups, margin=margin, hard_mining=hard_mining,
+                                       normalize=normalize)
                  for x in shift(points)]  # X0, X1, ..., XT
         terms = {k: torch.stack([t[k] for t in steps]).mean() for k in (*TERMS, "total")}
         terms.update({f"loop{t}": step["total"] for t, step in enumerate(steps)})
@@ -281,14 +308,17 @@ class HypersphereLoss(nn.Module):
         bandwidth: float = 0.1,
         kernel: Kernel = "vmf",
         hard_mining: float | None = None,
+        normalize: str = "pairs",
         fg_weight: float = 1.0,
     ) -> None:
         super().__init__()
         _check_margin(margin, "HypersphereLoss")
         _check_fraction(hard_mining, "HypersphereLoss")
+        _check_normalize(normalize, "HypersphereLoss")
         RecurrentMeanShift(bandwidth=bandwidth, iterations=iterations, kernel=kernel)  # validates
         self.kwargs = {"margin": margin, "max_pixels": max_pixels, "iterations": iterations,
-                       "bandwidth": bandwidth, "kernel": kernel, "hard_mining": hard_mining}
+                       "bandwidth": bandwidth, "kernel": kernel, "hard_mining": hard_mining,
+                       "normalize": normalize}
         self.fg_weight = fg_weight
 
     def forward(self, output, batch) -> dict[str, Tensor]:

@@ -91,8 +91,12 @@ class SoftmaxMethod(Method):
         """No inference state (kept so the engine can treat every semantic method alike)."""
         return {}
 
-    def predict_semantic(self, output: ModelOutput, state: Mapping[str, Any] | None = None) -> np.ndarray:
+    def predict_semantic(
+        self, output: ModelOutput, state: Mapping[str, Any] | None = None, **settings: Any
+    ) -> np.ndarray:
         """``(H, W)`` int64 arg-max class of one image's ``output.semantic (K, H, W)``."""
+        if settings:
+            raise ValueError(f"softmax: no inference settings, got {sorted(settings)} (grouping.params)")
         if output.semantic is None or output.semantic.dim() != 3:
             raise ValueError("softmax: predict needs output.semantic of one image, (K, H, W)")
         return output.semantic.argmax(0).cpu().numpy().astype(np.int64)
