@@ -87,9 +87,9 @@ class TrainConfig:
         val_every: steps between validations (best checkpoint = best validation AP).
         seed: random seed for sampling, augmentation and initialisation.
         num_workers: data-loader worker processes.
-        init: a run folder or checkpoint whose weights start this run: every tensor with the same
-            name and shape is copied (the backbone of a model trained on another task or dataset;
-            heads of other sizes stay fresh). ``--resume`` takes precedence.
+        init: a run folder or checkpoint whose weights start this run: every module whose tensors
+            all match by name and shape is copied (the backbone of a model trained on another task
+            or dataset; heads of other sizes stay fresh). ``--resume`` takes precedence.
     """
 
     steps: int = 2000

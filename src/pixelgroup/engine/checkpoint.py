@@ -69,6 +69,7 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> tuple[int, int]:
     Returns:
         ``(tensors copied, tensors in model)``.
     """
+    path = resolve_checkpoint(path)
     _, state = load_checkpoint(path)
     own, theirs = model.state_dict(), state["model"]
 
@@ -79,9 +80,9 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> tuple[int, int]:
     match = {k: theirs[k] for k in own if module(k) not in bad}
     if not any(v.is_floating_point() for v in match.values()):
         raise ValueError(
-            f"{resolve_checkpoint(path)}: no weight matches this model by name and shape; initialise "
+            f"{path}: no weight matches this model by name and shape; initialise "
             "from a run with the same backbone (model.backbone, width, depth)"
         )
     model.load_state_dict(match, strict=False)
-    log.info("initialised %d of %d tensors from %s", len(match), len(own), resolve_checkpoint(path))
+    log.info("initialised %d of %d tensors from %s", len(match), len(own), path)
     return len(match), len(own)

@@ -52,19 +52,14 @@ NORMALIZE = ("pairs", "terms")
 _EPS = 1e-12
 
 
-def _check_fraction(hard_mining: float | None, where: str) -> None:
-    if hard_mining is not None and not 0.0 < hard_mining <= 1.0:
-        raise ValueError(f"{where}: hard_mining must be None or in (0, 1], got {hard_mining}")
-
-
-def _check_normalize(normalize: str, where: str) -> None:
-    if normalize not in NORMALIZE:
-        raise ValueError(f"{where}: normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
-
-
-def _check_margin(margin: float, where: str) -> None:
+def _check_options(margin: float, hard_mining: float | None, normalize: str, where: str) -> None:
+    """One-line errors for the options shared by every entry point (``where`` names it)."""
     if not 0.0 <= margin < 1.0:
         raise ValueError(f"{where}: margin must be in [0, 1) (a similarity s = (1 + cos) / 2), got {margin}")
+    if hard_mining is not None and not 0.0 < hard_mining <= 1.0:
+        raise ValueError(f"{where}: hard_mining must be None or in (0, 1], got {hard_mining}")
+    if normalize not in NORMALIZE:
+        raise ValueError(f"{where}: normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
 
 
 def _hard_sum(values: Tensor, weights: Tensor, fraction: float) -> Tensor:
@@ -113,9 +108,7 @@ def hypersphere_pair_loss(
             f"hypersphere_pair_loss: points must be (N, E) and groups (N,), got {tuple(points.shape)} "
             f"and {tuple(groups.shape)}"
         )
-    _check_margin(margin, "hypersphere_pair_loss")
-    _check_fraction(hard_mining, "hypersphere_pair_loss")
-    _check_normalize(normalize, "hypersphere_pair_loss")
+    _check_options(margin, hard_mining, normalize, "hypersphere_pair_loss")
     if points.shape[0] == 0:
         zero = points.sum() * 0.0
         return {"pull": zero, "push": zero, "total": zero}
@@ -227,9 +220,7 @@ def hypersphere_loss(
         non-ignored pixel (images without any are left out of the mean).
     """
     _check(embedding, instances)
-    _check_margin(margin, "hypersphere_loss")
-    _check_fraction(hard_mining, "hypersphere_loss")
-    _check_normalize(normalize, "hypersphere_loss")
+    _check_options(margin, hard_mining, normalize, "hypersphere_loss")
     samples = sample_pixels(embedding, instances, max_pixels=max_pixels, generator=generator)
     per_image = [
         hypersphere_pair_loss(p, g, margin=margin, hard_mining=hard_mining, normalize=normalize)
@@ -266,9 +257,7 @@ def recurrent_hypersphere_loss(
         (``t = 0..T``), all batch means over the images with at least one non-ignored pixel.
     """
     _check(embedding, instances)
-    _check_margin(margin, "recurrent_hypersphere_loss")
-    _check_fraction(hard_mining, "recurrent_hypersphere_loss")
-    _check_normalize(normalize, "recurrent_hypersphere_loss")
+    _check_options(margin, hard_mining, normalize, "recurrent_hypersphere_loss")
     shift = RecurrentMeanShift(bandwidth=bandwidth, iterations=iterations, kernel=kernel)
     samples = sample_pixels(embedding, instances, max_pixels=max_pixels, generator=generator)
     per_image = []
@@ -312,9 +301,7 @@ class HypersphereLoss(nn.Module):
         fg_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        _check_margin(margin, "HypersphereLoss")
-        _check_fraction(hard_mining, "HypersphereLoss")
-        _check_normalize(normalize, "HypersphereLoss")
+        _check_options(margin, hard_mining, normalize, "HypersphereLoss")
         RecurrentMeanShift(bandwidth=bandwidth, iterations=iterations, kernel=kernel)  # validates
         self.kwargs = {"margin": margin, "max_pixels": max_pixels, "iterations": iterations,
                        "bandwidth": bandwidth, "kernel": kernel, "hard_mining": hard_mining,
