@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--palette", default="class", choices=("class", "shared"),
+                   help="semantic only: each class has its own hue (default), or all share one palette")
 
     p = sub.add_parser("train", help="train a model")
     p.add_argument("--data", type=Path, required=True, help="training dataset folder")
@@ -121,7 +123,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     if args.kind == "semantic":
         from .data.synth_semantic import write_synthetic_semantic
 
-        paths = write_synthetic_semantic(args.out, n=args.n, size=args.size, seed=args.seed)
+        paths = write_synthetic_semantic(args.out, n=args.n, size=args.size, seed=args.seed, palette=args.palette)
     else:
         paths = write_synthetic(args.out, kind=args.kind, n=args.n, size=args.size, seed=args.seed)
     print(f"wrote {len(paths)} {args.kind} images to {args.out}")

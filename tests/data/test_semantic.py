@@ -139,17 +139,36 @@ def test_synth_semantic_is_seeded_and_covers_the_classes():
         synth_semantic(np.random.default_rng(0), 16)
 
 
-def test_colour_does_not_identify_the_class():
-    # every foreground class appears in several palette hues: per-object mean colours of one class
-    # spread as widely as those of all classes together (no class owns a colour)
+def _object_mean_colours(palette: str) -> dict[int, np.ndarray]:
     means: dict[int, list[np.ndarray]] = {}
     for i in range(12):
-        img, cls = synth_semantic(np.random.default_rng(i), 64)
+        img, cls = synth_semantic(np.random.default_rng(i), 64, palette=palette)
         for c in range(1, 6):
             if (cls == c).sum() > 50:
-                means.setdefault(c, []).append(img[cls == c].mean(0))
+                means.setdefault(c, []).append(img[cls == c].astype(np.float64).mean(0))
+    return {c: np.array(ms) for c, ms in means.items()}
+
+
+def test_class_palette_gives_each_class_its_hue():
+    # the hue of every object's mean colour is nearest to its own class's mean hue among the five
+    means = _object_mean_colours("class")
+    assert set(means) == {1, 2, 3, 4, 5}
+    def hue(v: np.ndarray) -> np.ndarray:  # the colour minus its grey level, unit length
+        return (v - v.mean()) / (np.linalg.norm(v - v.mean()) + 1e-9)
+
+    centres = {c: hue(ms.mean(0)) for c, ms in means.items()}
     for c, ms in means.items():
-        assert np.ptp(np.array(ms), axis=0).max() > 60, c
+        for m in ms:
+            assert max(centres, key=lambda k: float(hue(m) @ centres[k])) == c, (c, m)
+
+
+def test_shared_palette_does_not_identify_the_class():
+    # every foreground class appears in several palette hues: per-object mean colours of one class
+    # spread as widely as those of all classes together (no class owns a colour)
+    for c, ms in _object_mean_colours("shared").items():
+        assert np.ptp(ms, axis=0).max() > 60, c
+    with pytest.raises(ValueError, match="palette"):
+        synth_semantic(np.random.default_rng(0), 64, palette="rainbow")
 
 
 def test_write_synthetic_semantic_reads_back(tmp_path):

@@ -85,3 +85,17 @@ def test_clear_errors(tmp_path, capsys):
     assert "model not found" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--method", "nope"]) == 2
     assert "valid names" in capsys.readouterr().err
+
+
+def test_synth_semantic_palette(tmp_path):
+    from PIL import Image
+
+    from pixelgroup.data.synth_semantic import synth_semantic
+
+    args = ["--kind", "semantic", "--n", "1", "--size", "40", "--seed", "2"]
+    assert main(["synth", str(tmp_path / "cls"), *args]) == 0
+    assert main(["synth", str(tmp_path / "shared"), *args, "--palette", "shared"]) == 0
+    for palette in ("class", "shared"):
+        image, _ = synth_semantic(np.random.default_rng([2, 0]), 40, palette=palette)
+        folder = "cls" if palette == "class" else "shared"
+        assert np.array_equal(np.asarray(Image.open(tmp_path / folder / "images" / "synth_0000.png")), image)

@@ -222,3 +222,15 @@ def test_module_unsupervised_needs_segments():
         loss(ModelOutput(), {"segments": seg})
     with pytest.raises(ValueError, match="concentration"):
         SegSortLoss(concentration=0.0)
+
+
+def test_module_memory_default_follows_the_authors():
+    """2 batches of prototypes when supervised, none when unsupervised; an explicit value wins."""
+    assert SegSortLoss().memory.size_batches == 2
+    assert SegSortLoss(unsupervised=True).memory.size_batches == 0
+    assert SegSortLoss(unsupervised=True, memory_batches=3).memory.size_batches == 3
+    emb = torch.randn(1, 3, 8, 8, requires_grad=True)
+    seg = (torch.arange(8)[None, :] // 4 + 2 * (torch.arange(8)[:, None] // 4))[None]
+    loss = SegSortLoss(unsupervised=True)
+    loss(ModelOutput(embedding=emb), {"segments": seg})
+    assert len(loss.memory) == 0

@@ -1,18 +1,23 @@
 """Synthetic semantic-segmentation scenes: textured shapes of five classes on cluttered backgrounds.
 
-Each foreground class pairs a shape with a texture; colours are drawn from one shared palette for
-every class, so colour alone never tells classes apart:
+Each foreground class pairs a shape, a texture and a hue (``palette="class"``, the default): its two
+texture colours are a jittered class colour and a darker shade or lighter tint of it. The background
+is painted in paler versions of every hue (class hues included) and crossed by thin lines of any
+colour, so colour alone is a strong but not a sufficient cue. ``palette="shared"`` draws every
+object's colours from one palette shared by all classes, so that only shape and texture tell classes
+apart (a harder variant):
 
-====  ==================  ============  ===============================
-id    name                shape         texture
-====  ==================  ============  ===============================
-0     background          -             colour blotches, grain, lines, faint texture
-1     striped_disc        disc          sinusoidal stripes
-2     dotted_square       square        lattice of dots
-3     checkered_triangle  triangle      checkerboard
-4     speckled_cross      plus sign     coarse random speckle
-5     shaded_ellipse      long ellipse  smooth two-colour shading
-====  ==================  ============  ===============================
+====  ==================  ============  ===============================  ==========
+id    name                shape         texture                          hue
+====  ==================  ============  ===============================  ==========
+0     background          -             colour blotches, grain, lines,   all, pale
+                                        faint texture
+1     striped_disc        disc          sinusoidal stripes               red
+2     dotted_square       square        lattice of dots                  green
+3     checkered_triangle  triangle      checkerboard                     blue
+4     speckled_cross      plus sign     coarse random speckle            yellow
+5     shaded_ellipse      long ellipse  smooth two-colour shading        purple
+====  ==================  ============  ===============================  ==========
 
 Objects are rotated, scaled and may occlude each other (the later one is on top). Image ``i`` of
 :func:`write_synthetic_semantic` comes from ``np.random.default_rng([seed, i])``: the same seed gives
@@ -37,8 +42,25 @@ _PALETTE = np.array([[220, 60, 50], [60, 160, 70], [50, 90, 200], [230, 190, 50]
 Frame = tuple[np.ndarray, np.ndarray]  # rotated coordinates (u, v) relative to the object centre
 
 
-def _colour(rng: np.random.Generator) -> np.ndarray:
-    return np.clip(_PALETTE[rng.integers(len(_PALETTE))] + rng.normal(0, 0.06, 3), 0, 1)
+PALETTES = ("class", "shared")
+
+
+def _colour(rng: np.random.Generator, index: int | None = None) -> np.ndarray:
+    """A jittered palette colour: entry ``index``, or a random one."""
+    base = _PALETTE[rng.integers(len(_PALETTE)) if index is None else index]
+    return np.clip(base + rng.normal(0, 0.06, 3), 0, 1)
+
+
+def _object_colours(rng: np.random.Generator, cls: int, palette: str) -> tuple[np.ndarray, np.ndarray]:
+    """The two texture colours of an object of class ``cls`` (``1..5``)."""
+    if palette == "class":  # the class hue (palette entry cls - 1) and a shade or tint of it
+        a = _colour(rng, cls - 1)
+        b = a * rng.uniform(0.3, 0.45) if rng.random() < 0.5 else a + rng.uniform(0.55, 0.7) * (1 - a)
+        return a, b
+    a, b = _colour(rng), _colour(rng)
+    while np.abs(a - b).sum() < 0.4:  # keep the texture visible
+        b = _colour(rng)
+    return a, b
 
 
 def _frame(rng: np.random.Generator, shape: tuple[int, int], cy: float, cx: float) -> Frame:
@@ -126,13 +148,14 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def synth_semantic(
-    rng: np.random.Generator, size: int | tuple[int, int] = 128
+    rng: np.random.Generator, size: int | tuple[int, int] = 128, *, palette: str = "class"
 ) -> tuple[np.ndarray, np.ndarray]:
     """One scene of 3-7 textured objects of random classes.
 
     Args:
         rng: the random generator (the scene is a pure function of its state).
         size: ``H`` (square) or ``(H, W)``, at least 32 pixels.
+        palette: ``"class"`` (each class has its hue) or ``"shared"`` (one palette for all classes).
 
     Returns:
         ``image (H, W, 3)`` uint8 and ``classes (H, W)`` uint8 (0 = background, 1..5 see
@@ -141,6 +164,8 @@ def synth_semantic(
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if min(h, w) < 32:
         raise ValueError(f"synth_semantic: size must be at least 32 pixels, got {(h, w)}")
+    if palette not in PALETTES:
+        raise ValueError(f"synth_semantic: palette must be one of {PALETTES}, got {palette!r}")
     image = _background(rng, h, w)
     classes = np.zeros((h, w), np.uint8)
     for _ in range(rng.integers(3, 8)):
@@ -151,9 +176,7 @@ def synth_semantic(
         mask = shape_fn(u, v, r)
         if mask.sum() < 30:
             continue
-        a, b = _colour(rng), _colour(rng)
-        while np.abs(a - b).sum() < 0.4:  # keep the texture visible
-            b = _colour(rng)
+        a, b = _object_colours(rng, cls, palette)
         t = texture_fn(rng, u, v, r)[..., None]
         image[mask] = ((1 - t) * a + t * b)[mask]
         classes[mask] = cls
@@ -163,9 +186,9 @@ def synth_semantic(
 
 
 def write_synthetic_semantic(
-    out: str | Path, *, n: int = 32, size: int | tuple[int, int] = 128, seed: int = 0
+    out: str | Path, *, n: int = 32, size: int | tuple[int, int] = 128, seed: int = 0, palette: str = "class"
 ) -> list[Path]:
-    """Write ``n`` scenes as a ``semantic_folder`` dataset.
+    """Write ``n`` scenes (see :func:`synth_semantic`) as a ``semantic_folder`` dataset.
 
     Writes ``out/images/synth_XXXX.png``, ``out/classes/synth_XXXX.png`` and ``out/classes.txt``.
 
@@ -177,7 +200,7 @@ def write_synthetic_semantic(
     out = Path(out)
     paths = []
     for i in range(n):
-        image, classes = synth_semantic(np.random.default_rng([seed, i]), size)
+        image, classes = synth_semantic(np.random.default_rng([seed, i]), size, palette=palette)
         path = write_image_png(out / "images" / f"synth_{i:04d}.png", image)
         write_labels(out / "classes" / f"synth_{i:04d}.png", classes)
         paths.append(path)

@@ -210,8 +210,9 @@ class SegSortLoss(nn.Module):
 
     Args:
         concentration: vMF concentration ``kappa`` (authors: 10).
-        memory_batches: batches of prototypes kept as extra positives/negatives (authors: 2); each
-            batch stores at most ``B * gy * gx`` prototypes (a random subset, as the authors).
+        memory_batches: batches of prototypes kept as extra positives/negatives; each batch stores
+            at most ``B * gy * gx`` prototypes (a random subset, as the authors). ``None`` = the
+            authors' choice: 2 supervised, 0 unsupervised (their unsupervised loss has no memory).
         unsupervised: train on ``batch["segments"]`` without classes.
         grid: k-means initial grid ``(gy, gx)`` (authors: 5 x 5).
         iterations: k-means iterations (authors: 10).
@@ -224,7 +225,7 @@ class SegSortLoss(nn.Module):
         self,
         *,
         concentration: float = 10.0,
-        memory_batches: int = 2,
+        memory_batches: int | None = None,
         unsupervised: bool = False,
         grid: tuple[int, int] | list[int] = (5, 5),
         iterations: int = 10,
@@ -240,6 +241,8 @@ class SegSortLoss(nn.Module):
         self.iterations = int(iterations)
         self.max_pixels = max_pixels
         self.ignore = int(ignore)
+        if memory_batches is None:
+            memory_batches = 0 if self.unsupervised else 2
         self.memory = PrototypeMemory(memory_batches)
 
     def segments(self, embedding: Tensor, batch: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
