@@ -27,8 +27,10 @@ def train_and_score(cfg: RunConfig, *, train: Path, test: Path, out: Path, group
                     device: str = "cpu") -> dict[str, Any]:
     """Train ``cfg`` on ``train`` (a split held out for model selection), score ``test``.
 
-    ``grouping``: extra grouping configs (``{"name": ..., "params": {...}}``) scored on the same
-    trained model. Returns ``{"train_s", "steps", "step_s", "results": {grouper: metrics}, "infer_s"}``.
+    ``grouping``: extra grouping configs (``{"name": ..., "params": {...}, "label": ...}``) scored on
+    the same trained model, keyed by ``label`` (default: the grouper's name; give one when only the
+    params differ, e.g. a semantic method's inference settings). Returns ``{"train_s", "steps",
+    "step_s", "results": {grouper or label: metrics}, "infer_s"}``.
     """
     t0 = time.time()
     res = pixelgroup.fit(cfg, data=train, out=fresh(out), device=device, progress=False)
@@ -40,8 +42,9 @@ def train_and_score(cfg: RunConfig, *, train: Path, test: Path, out: Path, group
         c = cfg if g is None else cfg.replace(**{"grouping.name": g["name"], "grouping.params": g.get("params", {})})
         seg = pixelgroup.Segmenter(trained.model, c, device=device, state=trained.state)
         t1 = time.time()
-        scores[seg.grouper] = evaluate_segmenter(seg, test_ds, n_classes=cfg.model.n_classes)
-        infer[seg.grouper] = (time.time() - t1) / max(1, len(test_ds))
+        key = seg.grouper if g is None else g.get("label", seg.grouper)
+        scores[key] = evaluate_segmenter(seg, test_ds, n_classes=cfg.model.n_classes)
+        infer[key] = (time.time() - t1) / max(1, len(test_ds))
     return {"train_s": train_s, "steps": res.steps, "step_s": train_s / max(1, res.steps), "results": scores,
             "infer_s": infer}
 

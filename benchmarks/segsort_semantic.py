@@ -30,15 +30,13 @@ import argparse
 import numpy as np
 from _common import ROOT, fresh, set_threads, train_and_score
 
-import pixelgroup
 from pixelgroup import fit
 from pixelgroup.config import RunConfig
 from pixelgroup.data.synth import write_synthetic
-from pixelgroup.data.synth_semantic import CLASS_NAMES, write_synthetic_semantic
-from pixelgroup.engine.evaluate import evaluate_segmenter
-from pixelgroup.engine.train import open_reader
+from pixelgroup.data.synth_semantic import CLASS_NAMES, PALETTES, write_synthetic_semantic
 
-RUNS = ("softmax", "segsort (supervised)", "segsort (unsupervised)")
+RUNS = {"softmax": "softmax", "supervised": "segsort (supervised)", "unsupervised": "segsort (unsupervised)"}
+VMF = [{"name": None, "params": {"vote": "vmf"}, "label": "vmf"}]  # the same SegSort model, vmf votes
 
 
 def main() -> None:
@@ -47,11 +45,10 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=192, help="training images (64 are held out for the test)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pretrain", action="store_true", help="start every run from a backbone trained on shapes")
-    ap.add_argument("--palette", default="class", choices=("class", "shared"),
+    ap.add_argument("--palette", default="class", choices=PALETTES,
                     help="synthetic scenes whose classes have their own hue (default) or share one palette")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (mean and spread)")
-    ap.add_argument("--runs", nargs="+", default=["softmax", "supervised", "unsupervised"],
-                    choices=("softmax", "supervised", "unsupervised"))
+    ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     ap.add_argument("--work", default="segsort", help="folder under benchmarks/_data")
     args = ap.parse_args()
     set_threads(args.threads)
@@ -73,16 +70,16 @@ def main() -> None:
             "model.embedding_dim": 32, "loss.unsupervised": True, "data.segments": "felzenszwalb"}),
     }
     table: dict[str, list[tuple]] = {}
-    for name in (n for n in RUNS if any(r in n for r in args.runs)):
+    for key, name in RUNS.items():
+        if key not in args.runs:
+            continue
         for seed in args.seeds:
-            run_dir = work / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}_seed{seed}"
             cfg = configs[name].replace(**{"train.seed": seed})
-            r = train_and_score(cfg, train=work / "train", test=work / "test", out=run_dir)
-            (res,) = r["results"].values()
-            vmf = float("nan")
-            if cfg.method == "segsort":
-                seg = pixelgroup.load_model(run_dir, vote="vmf")
-                vmf = evaluate_segmenter(seg, open_reader(cfg, work / "test"), n_classes=6)["miou"]
+            r = train_and_score(cfg, train=work / "train", test=work / "test", out=work / f"{key}_seed{seed}",
+                                grouping=VMF if cfg.method == "segsort" else None)
+            results = r["results"]
+            vmf = results.pop("vmf")["miou"] if "vmf" in results else float("nan")
+            (res,) = results.values()
             table.setdefault(name, []).append((res["miou"], res["pixel_accuracy"], r["step_s"], res["iou"], vmf))
             print(f"{name} seed {seed}: mIoU {res['miou']:.3f} (vmf vote {vmf:.3f})", flush=True)
     short = [c.split("_")[-1][:8] for c in CLASS_NAMES]
