@@ -11,8 +11,8 @@ import torch
 
 import pixelgroup
 from pixelgroup.config import RunConfig
-from pixelgroup.engine.evaluate import evaluate_segmenter
-from pixelgroup.engine.train import open_reader
+from pixelgroup.engine.datasets import open_reader
+from pixelgroup.engine.validate import evaluate_segmenter
 
 ROOT = Path(__file__).resolve().parent / "_data"
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pixelgroup.cli import main
-from pixelgroup.engine.embedding_tools import read_proposals
+from pixelgroup.data.proposals import read_proposals
 
 
 @pytest.fixture(scope="module")

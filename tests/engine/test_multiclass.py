@@ -18,9 +18,8 @@ from pixelgroup.data.coco import COCODataset
 from pixelgroup.data.voc import VOCDataset
 from pixelgroup.engine.build import build_model, get_method
 from pixelgroup.engine.evaluate import evaluate_dataset, format_class_ap
-from pixelgroup.losses.spatial import spatial_embedding_loss
-from pixelgroup.methods.discriminative import semantic_cross_entropy
-from pixelgroup.methods.spatial import ObjectClassSpatialLoss
+from pixelgroup.losses.semantic import semantic_cross_entropy
+from pixelgroup.losses.spatial import SpatialEmbeddingLoss, spatial_embedding_loss
 from pixelgroup.types import ModelOutput
 from tests.data.fixtures import make_coco, make_folder, make_voc
 
@@ -40,28 +39,28 @@ def tiny_batch(k: int, seed: int = 0) -> tuple[dict, torch.Tensor, torch.Tensor]
 # -- methods ---------------------------------------------------------------------------------------
 def test_spatial_seed_head_has_one_channel_per_class():
     cfg = RunConfig().replace(**{"model.n_classes": 3})
-    assert get_method(cfg).heads(cfg)["seed"] == 3
-    assert isinstance(get_method(cfg).build_loss(cfg), ObjectClassSpatialLoss)
+    assert get_method(cfg).head_channels(cfg)["seed"] == 3
+    assert get_method(cfg).build_loss(cfg).n_classes == 3
 
 
 def test_spatial_loss_shifts_dataset_classes_to_seed_channels():
     batch, inst, noise = tiny_batch(k=3)
     out = ModelOutput(offset=noise[:, :2], sigma=noise[:, 2:3], seed=torch.randn(2, 3, 16, 16))
-    got = ObjectClassSpatialLoss(n_classes=3)(out, batch)
+    got = SpatialEmbeddingLoss(n_classes=3)(out, batch)
     want = spatial_embedding_loss(out, inst, classes=batch["classes"] - 1)  # class c -> channel c - 1
     for key in ("instance", "var", "seed", "total"):
         torch.testing.assert_close(got[key], want[key])
     with pytest.raises(ValueError, match="class id 3 but model.n_classes = 2"):
-        ObjectClassSpatialLoss(n_classes=2)(out, batch)
+        SpatialEmbeddingLoss(n_classes=2)(out, batch)
     with pytest.raises(ValueError, match="needs batch\\['classes'\\]"):
-        ObjectClassSpatialLoss(n_classes=3)(out, {"instances": inst})
+        SpatialEmbeddingLoss(n_classes=3)(out, {"instances": inst})
 
 
 @pytest.mark.parametrize("method", ["hypersphere", "discriminative"])
 def test_embedding_methods_grow_a_semantic_head_and_sem_term(method):
     k = 3
     cfg = RunConfig(method=method).replace(**{"model.n_classes": k, "model.embedding_dim": 4})
-    heads = get_method(cfg).heads(cfg)
+    heads = get_method(cfg).head_channels(cfg)
     assert heads["semantic"] == k + 1
     assert "semantic" not in get_method(RunConfig(method=method)).heads(RunConfig(method=method))
     model = build_model(cfg, in_channels=1)
@@ -79,11 +78,12 @@ def test_semantic_cross_entropy_values():
     batch, _, _ = tiny_batch(k=3)
     classes = batch["classes"]
     # uniform logits: -log(1 / (K + 1)) = log 4 at every non-ignored pixel
-    assert math.isclose(float(semantic_cross_entropy(torch.zeros(2, 4, 16, 16), classes)), math.log(4), rel_tol=1e-6)
+    uniform = semantic_cross_entropy(torch.zeros(2, 4, 16, 16), classes)["total"]
+    assert math.isclose(float(uniform), math.log(4), rel_tol=1e-6)
     perfect = 50.0 * torch.nn.functional.one_hot(classes.clamp(min=0), 4).permute(0, 3, 1, 2).float()
     perfect[:, :, :, 15] = torch.randn(2, 4, 16)  # ignored pixels do not count
-    assert float(semantic_cross_entropy(perfect, classes)) < 1e-6
-    assert float(semantic_cross_entropy(torch.randn(2, 4, 16, 16), torch.full_like(classes, -1))) == 0.0
+    assert float(semantic_cross_entropy(perfect, classes)["total"]) < 1e-6
+    assert float(semantic_cross_entropy(torch.randn(2, 4, 16, 16), torch.full_like(classes, -1))["total"]) == 0.0
     with pytest.raises(ValueError, match="set model.n_classes"):
         semantic_cross_entropy(torch.zeros(2, 3, 16, 16), classes)
 

@@ -8,6 +8,7 @@ from pixelgroup.config import RunConfig
 from pixelgroup.engine.build import build_model
 from pixelgroup.engine.segmenter import Segmenter
 from pixelgroup.engine.train import lr_at
+from pixelgroup.grouping.base import GROUPERS
 
 
 def _segmenter(channels=1):
@@ -49,21 +50,21 @@ def test_model_output_is_on_the_segmenter_device():
     assert out.seed.device == torch.device("cpu")
 
 
-def test_semantic_segmenter_passes_grouping_params_to_the_method():
-    # cfg.grouping.params (and load_model overrides) reach predict_semantic: SegSort takes its
-    # inference settings from there, softmax has none and says so.
-    class Recorder:
-        task = "semantic"
+def test_semantic_segmenter_passes_grouping_params_to_the_grouper(monkeypatch):
+    # cfg.grouping.params (and load_model overrides) reach the grouper: SegSort takes its inference
+    # settings from there, softmax's argmax has none and says so.
+    seen = {}
 
-        def predict_semantic(self, output, state, **settings):
-            self.settings = settings
-            return np.zeros(output.semantic.shape[1:], np.int64)
+    def recorder(output, *, k=1):
+        seen["k"] = k
+        return np.zeros(output.semantic.shape[1:], np.int64)
 
     cfg = RunConfig(method="softmax").replace(**{"model.width": 8, "model.depth": 2, "model.n_classes": 3,
                                                 "grouping.params": {"k": 5}})
     seg = Segmenter(build_model(cfg, in_channels=1), cfg, device="cpu")
-    with pytest.raises(ValueError, match=r"softmax: no inference settings, got \['k'\]"):
+    with pytest.raises(ValueError, match=r"grouper 'argmax' \(grouping.params\): unknown setting\(s\) \['k'\]"):
         seg.segment(np.zeros((16, 16), np.float32))
-    seg.method = Recorder()
+    monkeypatch.setitem(GROUPERS._items, "recorder", recorder)
+    seg.grouper = "recorder"
     assert seg.segment(np.zeros((16, 16), np.float32)).shape == (16, 16)
-    assert seg.method.settings == {"k": 5}
+    assert seen == {"k": 5}

@@ -7,7 +7,8 @@ from sklearn.cluster import MeanShift
 from sklearn.metrics import adjusted_rand_score
 
 from pixelgroup.grouping.base import GROUPERS, group
-from pixelgroup.grouping.mean_shift import assign_to_modes, mean_shift, meanshift_grouping
+from pixelgroup.grouping.mean_shift import assign_to_modes, mean_shift
+from pixelgroup.grouping.meanshift_grouper import meanshift_grouping
 from pixelgroup.types import ModelOutput
 
 

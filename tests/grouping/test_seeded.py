@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from pixelgroup.grouping.base import GROUPERS
-from pixelgroup.grouping.coords import DEFAULT_COORD_SCALE, coordinate_grid, raw_sigma_for_radius
 from pixelgroup.grouping.seeded import _prepare, seeded_grouping
+from pixelgroup.ops.coords import DEFAULT_COORD_SCALE, coordinate_grid, raw_sigma_for_radius
 from pixelgroup.types import ModelOutput
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pixelgroup.grouping.vmf import refine_segments, segment_labels, segment_prototypes
 from pixelgroup.losses.base import LOSSES
 from pixelgroup.losses.segsort import PrototypeMemory, SegSortLoss, segsort_loss
+from pixelgroup.ops.segments import refine_segments, segment_labels, segment_prototypes
 from pixelgroup.types import ModelOutput
 
 

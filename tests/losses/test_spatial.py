@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from pixelgroup.grouping.coords import coordinate_grid, raw_sigma_for_radius, sigma_precision
 from pixelgroup.losses.base import LOSSES
 from pixelgroup.losses.lovasz import lovasz_hinge
 from pixelgroup.losses.spatial import SpatialEmbeddingLoss, _medoids, spatial_embedding_loss
+from pixelgroup.ops.coords import coordinate_grid, raw_sigma_for_radius, sigma_precision
 from pixelgroup.types import ModelOutput
 
 KEYS = {"instance", "var", "seed", "total"}

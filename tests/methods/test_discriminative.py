@@ -6,10 +6,9 @@ import torch
 
 from pixelgroup.config import RunConfig, config_from_dict
 from pixelgroup.grouping.base import group
-from pixelgroup.losses.discriminative import discriminative_loss
+from pixelgroup.losses.discriminative import DiscriminativeForegroundLoss, discriminative_loss
 from pixelgroup.losses.foreground import foreground_loss
 from pixelgroup.methods.base import METHODS
-from pixelgroup.methods.discriminative import DiscriminativeForegroundLoss, DiscriminativeMethod
 from pixelgroup.types import ModelOutput
 
 
@@ -24,7 +23,7 @@ def _batch(seed: int = 0, b: int = 2, side: int = 16):
 def _fake_output(cfg: RunConfig, batch: dict, seed: int = 0) -> ModelOutput:
     g = torch.Generator().manual_seed(seed)
     b, _, h, w = batch["image"].shape
-    heads = METHODS.get("discriminative").heads(cfg)
+    heads = METHODS.get("discriminative").head_channels(cfg)
     return ModelOutput(
         **{k: torch.randn(b, c, h, w, generator=g, requires_grad=True) for k, c in heads.items()}
     )
@@ -32,10 +31,10 @@ def _fake_output(cfg: RunConfig, batch: dict, seed: int = 0) -> ModelOutput:
 
 def test_registered_with_heads_and_grouper():
     method = METHODS.get("discriminative")
-    assert isinstance(method, DiscriminativeMethod)
-    assert method.task == "instance" and method.default_grouper == "meanshift"
+    assert method.loss == "discriminative_fg"
+    assert method.task == "instance" and method.grouper == "meanshift"
     cfg = config_from_dict({"method": "discriminative", "model": {"embedding_dim": 5}})
-    assert method.heads(cfg) == {"embedding": 5, "foreground": 1}
+    assert method.head_channels(cfg) == {"embedding": 5, "foreground": 1}
 
 
 def test_loss_terms_finite_and_backward_reaches_both_heads():
@@ -87,7 +86,7 @@ def test_bad_config_and_missing_heads_raise():
     with pytest.raises(ValueError, match="unknown loss key"):
         method.grouper_defaults(bad)
     with pytest.raises(ValueError, match="embedding_dim must be >= 1"):
-        method.heads(config_from_dict({"model": {"embedding_dim": 0}}))
+        method.head_channels(config_from_dict({"model": {"embedding_dim": 0}}))
     with pytest.raises(ValueError, match="fg_weight must be >= 0"):
         DiscriminativeForegroundLoss(fg_weight=-1.0)
     batch = _batch()
@@ -100,7 +99,7 @@ def test_zero_loss_embedding_is_grouped_exactly_with_method_defaults(grouper):
     # Means 2 * delta_d = 3 apart, every pixel within delta_v = 0.5 of its mean -> var = dist = 0;
     # the default grouper settings must then recover the instances exactly.
     import pixelgroup.grouping.hdbscan  # noqa: F401  (registers "hdbscan")
-    import pixelgroup.grouping.mean_shift  # noqa: F401  (registers "meanshift")
+    import pixelgroup.grouping.meanshift_grouper  # noqa: F401  (registers "meanshift")
 
     cfg = RunConfig(method="discriminative")
     batch = _batch(seed=2, b=1)

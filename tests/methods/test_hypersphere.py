@@ -11,7 +11,7 @@ from pixelgroup.config import config_from_dict
 from pixelgroup.grouping.base import group
 from pixelgroup.losses.hypersphere import HypersphereLoss
 from pixelgroup.methods.base import METHODS
-from pixelgroup.methods.hypersphere import HypersphereMethod, grouping_bandwidth
+from pixelgroup.methods.recipes import grouping_bandwidth
 from pixelgroup.types import ModelOutput
 
 
@@ -24,10 +24,10 @@ def _batch(b: int = 2, side: int = 16) -> dict:
 
 def test_registered_with_heads_and_grouper():
     method = METHODS.get("hypersphere")
-    assert isinstance(method, HypersphereMethod)
-    assert method.task == "instance" and method.default_grouper == "meanshift"
+    assert method.loss == "hypersphere"
+    assert method.task == "instance" and method.grouper == "meanshift"
     cfg = config_from_dict({"method": "hypersphere", "model": {"embedding_dim": 6}})
-    assert method.heads(cfg) == {"embedding": 6, "foreground": 1}
+    assert method.head_channels(cfg) == {"embedding": 6, "foreground": 1}
 
 
 def test_build_loss_from_config_and_backward():

@@ -6,10 +6,13 @@ import torch
 from torch import nn
 
 from pixelgroup.config import config_from_dict
+from pixelgroup.engine.state import fit_state
+from pixelgroup.grouping.argmax import argmax_grouping
+from pixelgroup.grouping.segsort import explain_segments, image_prototypes, segsort_grouping
 from pixelgroup.losses.segsort import SegSortLoss
+from pixelgroup.losses.semantic import SemanticCrossEntropyLoss, semantic_cross_entropy
 from pixelgroup.methods.base import METHODS
-from pixelgroup.methods.segsort import SegSortMethod, image_prototypes
-from pixelgroup.methods.softmax import SemanticCrossEntropyLoss, SoftmaxMethod, semantic_cross_entropy
+from pixelgroup.methods.recipes import SEGSORT, SOFTMAX
 from pixelgroup.types import ModelOutput
 
 DIRECTIONS = torch.eye(6)[:4]  # a perfect embedding: one orthonormal direction per class 0..3
@@ -57,16 +60,16 @@ def _output_for(c: np.ndarray) -> ModelOutput:
 
 def test_registered_heads_and_loss():
     method = METHODS.get("segsort")
-    assert isinstance(method, SegSortMethod) and method.task == "semantic"
+    assert method is SEGSORT and method.task == "semantic" and method.state is not None
     cfg = config_from_dict({"method": "segsort", "model": {"embedding_dim": 16},
                             "loss": {"concentration": 5.0, "memory_batches": 1, "grid": [3, 3]}})
-    assert method.heads(cfg) == {"embedding": 16}
+    assert method.head_channels(cfg) == {"embedding": 16}
     loss = method.build_loss(cfg)
     assert isinstance(loss, SegSortLoss) and loss.concentration == 5.0 and loss.grid == (3, 3)
     with pytest.raises(ValueError, match="unknown loss key"):
         method.build_loss(config_from_dict({"method": "segsort", "loss": {"kappa": 1}}))
     with pytest.raises(ValueError, match="embedding_dim"):
-        method.heads(config_from_dict({"method": "segsort", "model": {"embedding_dim": 1}}))
+        method.head_channels(config_from_dict({"method": "segsort", "model": {"embedding_dim": 1}}))
 
 
 def test_loss_on_a_network_batch_is_finite_and_trains():
@@ -95,9 +98,8 @@ def test_image_prototypes_labels_and_boxes():
 
 
 def test_fit_state_bank_from_samples_or_batches():
-    method = SegSortMethod()
     model = Oracle()
-    state = method.fit_state(model, _samples(), "cpu")
+    state = fit_state(SEGSORT, model, _samples(), "cpu")
     m = state["prototypes"].shape[0]
     assert state["prototypes"].shape == (m, 6) and state["labels"].shape == (m,)
     assert state["bbox"].shape == (m, 4) and state["image_index"].max() < len(state["names"])
@@ -110,35 +112,33 @@ def test_fit_state_bank_from_samples_or_batches():
         image = torch.from_numpy(np.stack([s["image"] for s in pair])).permute(0, 3, 1, 2)
         classes = torch.from_numpy(np.stack([s["classes"] for s in pair]))
         batches.append({"image": image, "classes": classes, "name": [s["name"] for s in pair]})
-    again = method.fit_state(model, iter(batches), "cpu")
+    again = fit_state(SEGSORT, model, iter(batches), "cpu")
     assert torch.allclose(again["prototypes"], state["prototypes"]) and again["names"] == state["names"]
     assert model.training  # mode restored
 
 
 def test_bank_is_capped_per_class():
-    state = SegSortMethod().fit_state(Oracle(), _samples(), "cpu", max_per_class=3)
+    state = fit_state(SEGSORT, Oracle(), _samples(), "cpu", max_per_class=3)
     counts = np.bincount(state["labels"].numpy())
     assert counts.max() <= 3 and (counts > 0).all()
 
 
 def test_predict_recovers_classes_from_a_perfect_embedding():
-    method = SegSortMethod()
-    state = method.fit_state(Oracle(), _samples(8, ignore_border=True), "cpu")
+    state = fit_state(SEGSORT, Oracle(), _samples(8, ignore_border=True), "cpu")
     for seed in (100, 101):
         c = _scene(seed, 30, 30)
         for vote in ("majority", "vmf"):
-            pred = method.predict_semantic(_output_for(c), state, k=3, vote=vote)
+            pred = segsort_grouping(_output_for(c), state=state, k=3, vote=vote)
             assert pred.shape == c.shape and pred.dtype == np.int64
             assert np.array_equal(pred, c)
 
 
 def test_explain_lists_the_voters():
-    method = SegSortMethod()
-    state = method.fit_state(Oracle(), _samples(), "cpu")
+    state = fit_state(SEGSORT, Oracle(), _samples(), "cpu")
     c = _scene(7)
     out = _output_for(c)
-    segments = method.explain(out, state, k=4)
-    pred = method.predict_semantic(out, state, k=4)
+    segments = explain_segments(out, state, k=4)
+    pred = segsort_grouping(out, state=state, k=4)
     cover = np.zeros(c.shape, int)
     for seg in segments:
         cover += seg.mask
@@ -153,26 +153,26 @@ def test_explain_lists_the_voters():
 
 def test_predict_without_a_bank_says_what_to_do():
     with pytest.raises(ValueError, match="fit_state"):
-        SegSortMethod().predict_semantic(_output_for(_scene(0)), {})
+        segsort_grouping(_output_for(_scene(0)), state={})
     with pytest.raises(ValueError, match="vote"):
-        state = SegSortMethod().fit_state(Oracle(), _samples(2), "cpu")
-        SegSortMethod().predict_semantic(_output_for(_scene(0)), state, vote="mean")
+        state = fit_state(SEGSORT, Oracle(), _samples(2), "cpu")
+        segsort_grouping(_output_for(_scene(0)), state=state, vote="mean")
 
 
 # -------------------------------------------------------------------------------------- softmax
 def test_softmax_method_heads_loss_predict():
     method = METHODS.get("softmax")
-    assert isinstance(method, SoftmaxMethod) and method.task == "semantic"
+    assert method is SOFTMAX and method.task == "semantic" and method.grouper == "argmax"
     cfg = config_from_dict({"method": "softmax", "model": {"n_classes": 4}})
-    assert method.heads(cfg) == {"semantic": 4}
+    assert method.head_channels(cfg) == {"semantic": 4}
     assert isinstance(method.build_loss(cfg), SemanticCrossEntropyLoss)
-    assert method.fit_state(None, [], "cpu") == {}
+    assert fit_state(method, None, [], "cpu") == {}
     logits = torch.zeros(4, 2, 3)
     logits[2, 0, 1] = 1.0
     logits[3, 1] = 2.0
-    assert method.predict_semantic(ModelOutput(semantic=logits), {}).tolist() == [[0, 2, 0], [3, 3, 3]]
+    assert argmax_grouping(ModelOutput(semantic=logits)).tolist() == [[0, 2, 0], [3, 3, 3]]
     with pytest.raises(ValueError, match="n_classes must be >= 2"):
-        method.heads(config_from_dict({"method": "softmax"}))
+        method.head_channels(config_from_dict({"method": "softmax"}))
     with pytest.raises(ValueError, match="unknown loss key"):
         method.build_loss(config_from_dict({"method": "softmax", "loss": {"weight": 1}}))
 

@@ -12,22 +12,22 @@ from torch import nn
 
 from pixelgroup.config import RunConfig, config_from_dict
 from pixelgroup.grouping.base import GROUPERS, group
-from pixelgroup.grouping.coords import DEFAULT_COORD_SCALE, sigma_precision
 from pixelgroup.losses.spatial import SpatialEmbeddingLoss
 from pixelgroup.methods.base import METHODS
-from pixelgroup.methods.spatial import INIT_RADIUS_PX, SpatialMethod
+from pixelgroup.methods.recipes import INIT_RADIUS_PX
+from pixelgroup.ops.coords import DEFAULT_COORD_SCALE, sigma_precision
 from pixelgroup.types import ModelOutput
 
 
 def test_registered_with_heads_and_default_grouper():
     method = METHODS.get("spatial")
-    assert isinstance(method, SpatialMethod)
-    assert method.task == "instance" and method.default_grouper in GROUPERS
-    assert method.heads(RunConfig()) == {"offset": 2, "sigma": 2, "seed": 1}
+    assert method.loss == "spatial"
+    assert method.task == "instance" and method.grouper in GROUPERS
+    assert method.head_channels(RunConfig()) == {"offset": 2, "sigma": 2, "seed": 1}
     cfg = config_from_dict({"model": {"n_sigma": 1, "n_classes": 3}})
-    assert method.heads(cfg) == {"offset": 2, "sigma": 1, "seed": 3}
+    assert method.head_channels(cfg) == {"offset": 2, "sigma": 1, "seed": 3}
     with pytest.raises(ValueError, match="n_sigma must be 1 or 2"):
-        method.heads(config_from_dict({"model": {"n_sigma": 3}}))
+        method.head_channels(config_from_dict({"model": {"n_sigma": 3}}))
 
 
 def test_build_loss_and_grouper_defaults_share_coord_scale():
@@ -49,14 +49,15 @@ def test_init_heads_sets_zero_offsets_and_initial_radius():
     heads = {name: nn.Conv2d(8, c, 1) for name, c in {"offset": 2, "sigma": 2, "seed": 1}.items()}
     seed_before = heads["seed"].weight.detach().clone()
     cfg = config_from_dict({"loss": {"coord_scale": 1 / 100}})
-    METHODS.get("spatial").init_heads(heads, cfg=cfg)
+    METHODS.get("spatial").init_heads(heads, METHODS.get("spatial").loss_settings(cfg))
     assert not heads["offset"].weight.any() and not heads["offset"].bias.any()
     assert not heads["sigma"].weight.any()
     # membership exp(-p r^2) at the initial radius is 0.5 in the configured units
     p = sigma_precision(heads["sigma"].bias.detach())
     assert torch.exp(-p * (INIT_RADIUS_PX / 100) ** 2) == pytest.approx([0.5, 0.5])
     assert torch.equal(heads["seed"].weight, seed_before)
-    METHODS.get("spatial").init_heads({"sigma": heads["sigma"]})  # default scale, missing heads ok
+    spatial = METHODS.get("spatial")
+    spatial.init_heads({"sigma": heads["sigma"]}, spatial.loss_settings(RunConfig()))  # default scale, missing heads ok
     p = sigma_precision(heads["sigma"].bias.detach())
     assert math.exp(-p[0].item() * (INIT_RADIUS_PX * DEFAULT_COORD_SCALE) ** 2) == pytest.approx(0.5)
 
@@ -79,8 +80,8 @@ def test_fit_free_outputs_then_group(center):
     cfg = config_from_dict({"loss": {"center": center}})
     lab = squares()
     h, w = lab.shape
-    heads = {name: nn.Conv2d(1, c, 1) for name, c in method.heads(cfg).items()}
-    method.init_heads(heads, cfg=cfg)
+    heads = {name: nn.Conv2d(1, c, 1) for name, c in method.head_channels(cfg).items()}
+    method.init_heads(heads, method.loss_settings(cfg))
     params = {
         name: conv.bias.detach()[None, :, None, None].repeat(1, 1, h, w).requires_grad_(True)
         for name, conv in heads.items()
@@ -98,7 +99,7 @@ def test_fit_free_outputs_then_group(center):
         opt.step()
     assert terms["total"].item() < 0.1 * first
     out = ModelOutput(**params).select(0)
-    res = group(method.default_grouper, out, **{**method.grouper_defaults(cfg), "min_size": 20})
+    res = group(method.grouper, out, **{**method.grouper_defaults(cfg), "min_size": 20})
     assert res.count == 4
     for k in range(1, 5):
         j = np.bincount(res.labels[lab == k]).argmax()

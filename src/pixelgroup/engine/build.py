@@ -1,48 +1,59 @@
-"""Build the pieces of a run from its config."""
+"""Build the pieces of a run from its config: the method's recipe, network, loss and grouping."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 from .. import methods as _methods  # noqa: F401  (registers every method)
 from ..config import RunConfig
+from ..grouping.base import GROUPERS
 from ..methods.base import METHODS, Method
 from ..models.net import PixelEmbeddingNet
 
 
 def get_method(cfg: RunConfig) -> Method:
+    """The recipe of ``cfg.method`` (an unknown name raises listing the valid ones)."""
     return METHODS.get(cfg.method)
 
 
 def build_model(cfg: RunConfig, *, in_channels: int) -> PixelEmbeddingNet:
-    """The network for ``cfg.method`` with the heads that method asks for."""
+    """The network for ``cfg.method`` with the heads that method declares, initialised as it says."""
     method = get_method(cfg)
     model = PixelEmbeddingNet(
         in_channels=in_channels,
-        heads=method.heads(cfg),
+        heads=method.head_channels(cfg),
         backbone=cfg.model.backbone,
         width=cfg.model.width,
         depth=cfg.model.depth,
         context=cfg.model.context,
-        embedding_coords=embedding_coords(cfg),
+        embedding_coords=method.default_embedding_coords(cfg),
     )
-    init = getattr(method, "init_heads", None)
-    if init is not None:
-        init({name: head.out for name, head in model.heads.items()}, cfg=cfg)
+    if method.init_heads is not None:
+        method.init_heads({name: head.out for name, head in model.heads.items()}, method.loss_settings(cfg))
     return model
+
+
+def build_loss(cfg: RunConfig) -> nn.Module:
+    """The method's loss from ``cfg.loss`` (keys checked against the loss's signature)."""
+    return get_method(cfg).build_loss(cfg)
 
 
 def embedding_coords(cfg: RunConfig) -> float:
     """``cfg.model.embedding_coords``, or the method's default when it is ``None``."""
-    if cfg.model.embedding_coords is not None:
-        return float(cfg.model.embedding_coords)
-    return float(getattr(get_method(cfg), "default_embedding_coords", 0.0))
+    return get_method(cfg).default_embedding_coords(cfg)
 
 
 def grouper_spec(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
-    """``(grouper name, keyword arguments)``: the method's defaults overridden by ``cfg.grouping``."""
+    """``(grouper name, keyword arguments)``: the method's defaults overridden by ``cfg.grouping``.
+
+    The loss-implied defaults apply to the method's own grouper only; another grouper
+    (``grouping.name``) gets just ``grouping.params``. An unknown grouper name raises here.
+    """
     method = get_method(cfg)
-    name = cfg.grouping.name or method.default_grouper
-    params = dict(method.grouper_defaults(cfg)) if name == method.default_grouper else {}
+    name = cfg.grouping.name or method.grouper
+    GROUPERS.get(name)
+    params = method.grouper_defaults(cfg) if name == method.grouper else {}
     params.update(cfg.grouping.params)
     return name, params

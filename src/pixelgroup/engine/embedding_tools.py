@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
 from ..data.io import find_images, read_image, write_image_png
-from ..fileio import atomic_write_text
+from ..data.proposals import write_proposals
 from ..grouping.boundaries import embedding_boundaries
 from ..grouping.proposals import embedding_proposals
+from ..methods.base import split_kwargs
+from .datasets import open_reader
 from .predict import class_colours
 from .segmenter import Segmenter
 
@@ -56,26 +56,10 @@ def proposals_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Pat
     for path in find_images(inputs):
         emb, fg = _embedding(seg, read_image(path))
         props = embedding_proposals(emb, foreground=fg, top_k=top_k)
-        entries = []
-        for rank, (mask, score) in enumerate(props):
-            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            entries.append({"rank": rank, "score": float(score),
-                            "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}})
         target = out / f"{path.stem}.json"
-        atomic_write_text(target, json.dumps({"image": str(path), "proposals": entries}))
+        write_proposals(target, [m for m, _ in props], [s for _, s in props], image=str(path))
         written.append(target)
     return written
-
-
-def read_proposals(path: str | Path) -> np.ndarray:
-    """``(K, H, W)`` bool masks, best first, from a file written by :func:`proposals_paths`."""
-    doc = json.loads(Path(path).read_text())
-    entries = sorted(doc["proposals"], key=lambda e: e["rank"])
-    if not entries:
-        return np.zeros((0, 1, 1), bool)
-    rles = [{"size": e["segmentation"]["size"], "counts": e["segmentation"]["counts"].encode("ascii")}
-            for e in entries]
-    return np.moveaxis(mask_utils.decode(rles), -1, 0).astype(bool)
 
 
 def _tile(image01: np.ndarray, size: int) -> np.ndarray:
@@ -87,15 +71,18 @@ def explain_image(seg: Segmenter, image_path: str | Path, out: str | Path, *, da
                   k: int | None = None, tile: int = 96) -> list[Path]:
     """For each predicted segment write ``NAME_segNNN.png``: the segment, then the training segments
     (image crops, coloured frame = their class) that voted for its label, most similar first."""
-    if not hasattr(seg.method, "explain"):
+    explain = seg.method.explain
+    if explain is None:
         raise ValueError(f"method '{seg.cfg.method}' cannot explain its predictions; use a segsort model")
-    from .train import open_reader
-
     image_path, out = Path(image_path), Path(out)
     train = open_reader(seg.cfg, data_root)
     lookup = {name: i for i, name in enumerate(train.names)}
     prepared = seg.prepare(read_image(image_path))
-    explanations = seg.method.explain(seg.outputs(prepared, normalized=True), seg.state, k=k)
+    settings = split_kwargs(seg.grouper_params, explain, seg.method.state or explain,
+                            where=f"method '{seg.method.name}' grouping.params")[0]
+    if k is not None:
+        settings["k"] = k
+    explanations = explain(seg.outputs(prepared, normalized=True), seg.state, **settings)
     palette = class_colours(256)
     written = []
     for s, ex in enumerate(explanations):

@@ -1,5 +1,6 @@
-"""Evaluation: a model on a dataset, or a folder of predictions against a folder of ground truth or
-a standard dataset (per-class COCO AP)."""
+"""Evaluation of files: a folder of predictions against a folder of ground truth or a standard dataset
+(per-class COCO AP), boundary maps (BSDS) and ranked proposals (AR). A model on a dataset is
+:mod:`pixelgroup.engine.validate`."""
 
 from __future__ import annotations
 
@@ -15,40 +16,14 @@ from .. import data as _data  # noqa: F401  (registers the dataset readers)
 from ..data.base import DATASETS
 from ..data.detect import detect_format
 from ..data.io import DataError, read_labels
+from ..data.proposals import read_proposals
 from ..fileio import atomic_write_text
 from ..metrics.instance import InstanceEvaluator
 from ..metrics.semantic import ConfusionMatrix
-from .segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 
 LABEL_SUFFIXES = (".tif", ".tiff", ".png")
-
-
-def evaluate_segmenter(seg: Segmenter, dataset, *, n_classes: int | None = None) -> dict[str, Any]:
-    """Segment every image of ``dataset`` (already normalised samples) and score it.
-
-    Instance methods: :class:`InstanceEvaluator` results (with per-class COCO AP for a multi-class
-    model on samples carrying ``instance_classes``); semantic methods: mIoU and friends.
-    """
-    if seg.task == "semantic":
-        cm = ConfusionMatrix(n_classes or seg.cfg.model.n_classes, ignore_index=-1)
-        for i in range(len(dataset)):
-            sample = dataset[i]
-            cm.update(sample["classes"], seg.segment(sample["image"], normalized=True))
-        return cm.compute()
-    ev = InstanceEvaluator()
-    multi_class = seg.cfg.model.n_classes > 1
-    for i in range(len(dataset)):
-        sample = dataset[i]
-        inst = seg.segment_instances(sample["image"], normalized=True)
-        gt = np.where(sample["instances"] < 0, 0, sample["instances"])
-        if multi_class and sample.get("instance_classes") is not None:
-            ev.update(gt, inst.labels, scores=inst.scores, gt_classes=sample["instance_classes"],
-                      pred_classes=inst.classes)
-        else:
-            ev.update(gt, inst.labels, scores=inst.scores)
-    return ev.compute()
 
 
 def _index(folder: Path, what: str) -> dict[str, Path]:
@@ -298,7 +273,6 @@ def evaluate_proposals(gt_dir: str | Path, pred_dir: str | Path, *,
                        json_path: str | Path | None = None) -> dict[str, Any]:
     """AR@10 / AR@100 of ranked proposals (``NAME.json`` from ``pixelgroup proposals``)."""
     from ..metrics.proposals import ProposalEvaluator
-    from .embedding_tools import read_proposals
 
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     if (gt_dir / "masks").is_dir():

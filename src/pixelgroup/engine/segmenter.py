@@ -12,7 +12,8 @@ import torch
 from ..config import RunConfig
 from ..data.io import normalize_percentile
 from ..data.transforms import pad_to_multiple, unpad
-from ..grouping.base import group
+from ..grouping.base import GROUPERS
+from ..methods.base import split_kwargs
 from ..types import Instances, ModelOutput
 from .build import build_model, get_method, grouper_spec
 from .checkpoint import load_checkpoint
@@ -37,6 +38,14 @@ def _channels_last(image: np.ndarray, channels: int) -> np.ndarray:
         f"image has {image.shape[-1]} channels but the model was trained on {channels}; "
         "convert the image to the training data's channels"
     )
+
+
+@torch.no_grad()
+def forward_padded(model: torch.nn.Module, x: torch.Tensor) -> ModelOutput:
+    """Head outputs of ONE image ``x (1, C, H, W)``: padded to the network's multiple, run, unpadded;
+    every tensor ``(C', H, W)``."""
+    x, size = pad_to_multiple(x, model.multiple)
+    return model(x).select(0).apply(lambda t: unpad(t, size))
 
 
 class Segmenter:
@@ -86,22 +95,29 @@ class Segmenter:
         """Raw head outputs for one image: every tensor ``(C, H, W)`` on :attr:`device`."""
         x = torch.from_numpy(np.ascontiguousarray(self.prepare(image, normalized=normalized)))
         x = x.permute(2, 0, 1)[None].to(self.device)  # (1, C, H, W)
-        x, size = pad_to_multiple(x, self.model.multiple)
-        return self.model(x).select(0).apply(lambda t: unpad(t, size))
+        return forward_padded(self.model, x)
+
+    def group(self, output: ModelOutput) -> Instances | np.ndarray:
+        """The grouper's result on one image's outputs: :class:`Instances` (instance methods) or an
+        ``(H, W)`` class map (semantic methods). A method with an inference state passes it on."""
+        fn = GROUPERS.get(self.grouper)
+        with_state = self.method.state is not None and self.grouper == self.method.grouper
+        # the settings of a stateful method feed its state builder too: each takes its own keys
+        fns = (fn, self.method.state) if with_state else (fn,)
+        kwargs = split_kwargs(self.grouper_params, *fns, where=f"grouper '{self.grouper}' (grouping.params)")[0]
+        return fn(output, state=self.state, **kwargs) if with_state else fn(output, **kwargs)
 
     def segment_instances(self, image: np.ndarray, *, normalized: bool = False) -> Instances:
         """Instances (labels, scores, classes) of one image."""
         if self.task != "instance":
             raise ValueError(f"method '{self.cfg.method}' is a semantic method; use segment()")
-        return group(self.grouper, self.outputs(image, normalized=normalized), **self.grouper_params)
+        return self.group(self.outputs(image, normalized=normalized))
 
     def segment(self, image: np.ndarray, *, normalized: bool = False) -> np.ndarray:
         """``(H, W)`` int32: instance labels (instance methods) or class indices (semantic methods)."""
-        if self.task == "semantic":
-            out = self.outputs(image, normalized=normalized)
-            labels = self.method.predict_semantic(out, self.state, **self.grouper_params)
-            return np.asarray(labels, dtype=np.int32)
-        return self.segment_instances(image, normalized=normalized).labels
+        result = self.group(self.outputs(image, normalized=normalized))
+        labels = result.labels if isinstance(result, Instances) else result
+        return np.asarray(labels, dtype=np.int32)
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu", **overrides: Any) -> Segmenter:

@@ -15,23 +15,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import RunConfig, save_config
-from ..data.base import DATASETS
-from ..data.check import check_dataset
-from ..data.detect import detect_format
-from ..data.folder import split_names
 from ..data.transforms import TrainingCrops
 from ..fileio import atomic_write_text
-from ..grouping.base import GROUPERS
-from .build import build_model, get_method, grouper_spec
+from .build import build_loss, build_model, get_method, grouper_spec
 from .checkpoint import BEST, LAST, init_weights, save_checkpoint
-from .evaluate import evaluate_segmenter
+from .datasets import check_before_training, check_n_classes, open_datasets
+from .errors import TrainingError
 from .segmenter import Segmenter
+from .state import fit_state
+from .validate import evaluate_segmenter
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, bad setup); the message says why and what to do."""
 
 
 @dataclass
@@ -44,78 +38,6 @@ class FitResult:
     best_metric: float
     best_step: int
     history: list[dict[str, Any]]
-
-
-def _select_metric(task: str) -> str:
-    return "miou" if task == "semantic" else "ap_dsb@0.50"
-
-
-def open_reader(cfg: RunConfig, root: str | Path, *, names=None, split: str | None = None):
-    """The dataset reader of ``cfg.data.format`` (``auto``: detected from ``root``'s layout)."""
-    fmt = detect_format(root) if cfg.data.format == "auto" else cfg.data.format
-    reader = DATASETS.get(fmt)
-    kwargs: dict[str, Any] = {"normalize": cfg.data.normalize, "names": names}
-    if split is not None:
-        kwargs["split"] = split
-    if cfg.data.skip_bad:
-        kwargs["skip_bad"] = True
-    if fmt == "semantic_folder":
-        kwargs["segments"] = cfg.data.segments
-    try:
-        return reader(root, **kwargs)
-    except TypeError as err:
-        raise TrainingError(f"dataset format '{fmt}' does not take {sorted(kwargs)[1:]}: {err}") from None
-
-
-def check_before_training(cfg: RunConfig, root: str | Path) -> None:
-    """Run ``pixelgroup check`` on ``root``; stop with its report when it finds errors."""
-    if not Path(root).exists():
-        raise FileNotFoundError(f"training data not found: {root}; give the dataset folder with --data")
-    fmt = detect_format(root) if cfg.data.format == "auto" else cfg.data.format
-    if fmt == "semantic_folder":  # its reader checks pairs, sizes and class ids when opened
-        return
-    report = check_dataset(root, format=fmt, max_samples=500)
-    for problem in report.warnings:
-        log.warning("%s: %s (%s)", problem.file, problem.message, problem.fix)
-    if not report.ok and not cfg.data.skip_bad:
-        raise TrainingError(f"{root} has problems; fix them or pass skip_bad (data.skip_bad: true):\n"
-                            + report.format())
-
-
-def check_n_classes(cfg: RunConfig, reader) -> None:
-    """Instance methods: ``model.n_classes`` must be 1 (class-agnostic instances, on any dataset) or
-    the reader's number of object classes ``len(reader.class_names) - 1`` (multi-class instances)."""
-    if get_method(cfg).task != "instance":
-        return
-    n, names = cfg.model.n_classes, getattr(reader, "class_names", None)
-    k = len(names) - 1 if names else None
-    if n == 1:
-        if k is not None and k > 1:
-            log.info("training class-agnostic instances; set model.n_classes: %d to predict the dataset's "
-                     "%d classes too", k, k)
-        return
-    if k is None:
-        raise TrainingError(f"model.n_classes = {n} but this dataset has no classes; use a dataset with classes "
-                            "(voc, coco, cityscapes) or set model.n_classes: 1")
-    if n != k:
-        raise TrainingError(f"model.n_classes = {n} but the dataset has {k} object classes; set model.n_classes: "
-                            f"{k} (or 1 for class-agnostic instances)")
-
-
-def open_datasets(cfg: RunConfig, data: str | Path, val: str | Path | None):
-    """``(train, val)`` readers; without ``val`` a deterministic split of ``data`` is held out."""
-    full = open_reader(cfg, data, split=cfg.data.split)
-    if val is not None:
-        return full, open_reader(cfg, val, split="val" if cfg.data.split else None)
-    if len(full.names) < 2:
-        raise TrainingError(
-            f"{data}: only {len(full.names)} image(s); need at least 2 to hold out a validation image, "
-            "or pass --val DIR"
-        )
-    train_names, val_names = split_names(full.names, cfg.data.val_fraction, cfg.train.seed)
-    log.info("held out %d of %d images for validation", len(val_names), len(full.names))
-    return (open_reader(cfg, data, names=train_names, split=cfg.data.split),
-            open_reader(cfg, data, names=val_names, split=cfg.data.split))
 
 
 def lr_at(progress: float, peak: float, warmup: float = 0.05) -> float:
@@ -149,7 +71,7 @@ class _Trainer:
                 f"data.crop_size={cfg.data.crop_size} must be a multiple of {self.model.multiple} "
                 f"(2**model.depth); use e.g. {cfg.data.crop_size - cfg.data.crop_size % self.model.multiple}"
             )
-        self.loss = self.method.build_loss(cfg).to(device)
+        self.loss = build_loss(cfg).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.step, self.elapsed, self.best, self.best_step = 0, 0.0, -1.0, 0
         self.history: list[dict[str, Any]] = []
@@ -177,8 +99,8 @@ class _Trainer:
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> dict[str, Any]:
         self.model.eval()
-        if hasattr(self.method, "fit_state"):
-            self.method_state = self.method.fit_state(self.model, self.train_ds, self.device, cfg=self.cfg)
+        if self.method.state is not None:
+            self.method_state = fit_state(self.method, self.model, self.train_ds, self.device, cfg=self.cfg)
         seg = Segmenter(self.model, self.cfg, device=self.device, state=self.method_state)
         results = evaluate_segmenter(seg, self.val_ds, n_classes=self.cfg.model.n_classes)
         self.model.train()
@@ -220,13 +142,12 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     device = torch.device(device)
     if (run_dir / LAST).is_file() and not resume:
         raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    get_method(cfg)  # an unknown method name fails here, before any data is read
-    if get_method(cfg).task == "instance":
-        GROUPERS.get(grouper_spec(cfg)[0])
+    method = get_method(cfg)  # an unknown method or grouper name fails here, before any data is read
+    grouper_spec(cfg)
     check_before_training(cfg, data)
     train_ds, val_ds = open_datasets(cfg, data, val)
     n_data = getattr(train_ds, "n_classes", None)
-    if get_method(cfg).task == "semantic" and n_data and cfg.model.n_classes == 1:
+    if method.task == "semantic" and n_data and cfg.model.n_classes == 1:
         log.info("model.n_classes set to %d (background + classes) from %s", n_data, data)
         cfg = cfg.replace(**{"model.n_classes": int(n_data)})
     check_n_classes(cfg, train_ds)
@@ -241,7 +162,7 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
 
 
 def _record(tr: _Trainer, writer, results: dict[str, Any]) -> None:
-    metric = _select_metric(tr.method.task)
+    metric = tr.method.select_metric
     score = float(results.get(metric, float("nan")))
     scalars = {k: float(v) for k, v in results.items() if isinstance(v, (int, float, np.floating, np.integer))}
     for k, v in scalars.items():

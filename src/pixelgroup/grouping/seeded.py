@@ -16,9 +16,9 @@ import math
 import numpy as np
 import torch
 
+from ..ops.coords import DEFAULT_COORD_SCALE, check_coord_scale, sigma_precision, spatial_embedding
 from ..types import Instances, ModelOutput, as_numpy
 from .base import GROUPERS
-from .coords import DEFAULT_COORD_SCALE, check_coord_scale, sigma_precision, spatial_embedding
 
 _LN2 = math.log(2.0)
 _CELL_PX = 4.0

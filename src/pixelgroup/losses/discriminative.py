@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import LOSSES
+from .foreground import foreground_loss
 
 DELTA_V = 0.5
 DELTA_D = 1.5
@@ -151,3 +152,39 @@ class DiscriminativeLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.kwargs.items())
+
+
+@LOSSES.register("discriminative_fg")
+class DiscriminativeForegroundLoss(nn.Module):
+    """``alpha var + beta dist + gamma reg + fg_weight fg`` on ``output.embedding``/``foreground``.
+
+    Returns ``{"var", "dist", "reg", "fg", "total"}`` (``var``, ``dist``, ``reg`` unweighted; ``fg``
+    = BCE + Dice of the foreground logits, :func:`~pixelgroup.losses.foreground.foreground_loss`).
+    """
+
+    def __init__(
+        self,
+        *,
+        delta_v: float = DELTA_V,
+        delta_d: float = DELTA_D,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        gamma: float = 0.001,
+        fg_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if fg_weight < 0:
+            raise ValueError(f"discriminative loss: fg_weight must be >= 0, got {fg_weight}")
+        self.embedding_loss = DiscriminativeLoss(delta_v=delta_v, delta_d=delta_d, alpha=alpha, beta=beta,
+                                                 gamma=gamma)
+        self.fg_weight = fg_weight
+
+    def forward(self, output, batch) -> dict[str, Tensor]:
+        if output.embedding is None or output.foreground is None:
+            raise ValueError("discriminative loss: the network needs 'embedding' and 'foreground' heads")
+        out = self.embedding_loss(output, batch)
+        fg = foreground_loss(output.foreground, batch["instances"])["total"]
+        return {**out, "fg": fg, "total": out["total"] + self.fg_weight * fg}
+
+    def extra_repr(self) -> str:
+        return f"fg_weight={self.fg_weight}"

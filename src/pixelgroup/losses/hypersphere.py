@@ -31,7 +31,7 @@ largest per-pair loss, and the kept weights are rescaled to the term's full weig
 
 Training (:func:`recurrent_hypersphere_loss`, module :class:`HypersphereLoss` registered as
 ``"hypersphere"``): the sampled pixels are moved by ``T`` differentiable mean-shift steps
-(:class:`~pixelgroup.grouping.recurrent.RecurrentMeanShift`) and the loss is applied after every
+(:class:`~pixelgroup.ops.recurrent.RecurrentMeanShift`) and the loss is applied after every
 step, weight 1 each, averaged; the module adds the foreground loss.
 """
 
@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..grouping.recurrent import Kernel, RecurrentMeanShift
+from ..ops.recurrent import Kernel, RecurrentMeanShift
 from .base import LOSSES
 from .foreground import foreground_loss
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..grouping.vmf import (
+from ..ops.segments import (
     refine_segments,
     segment_index,
     segment_labels,

@@ -1,6 +1,6 @@
 """Spatial-embedding loss of Neven et al. (CVPR 2019), with EmbedSeg's medoid centres.
 
-Per image, with ``e_i = coords_i + tanh(offset_i)`` (units, see :mod:`pixelgroup.grouping.coords`):
+Per image, with ``e_i = coords_i + tanh(offset_i)`` (units, see :mod:`pixelgroup.ops.coords`):
 
 * every instance ``k`` has a centre ``C_k`` (medoid / centroid of its pixels, or the mean of its
   embeddings) and a bandwidth ``s_k = mean_{i in k} sigma_i`` (raw, per axis);
@@ -21,7 +21,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from ..grouping.coords import DEFAULT_COORD_SCALE, check_coord_scale, sigma_precision, spatial_embedding
+from ..ops.coords import DEFAULT_COORD_SCALE, check_coord_scale, sigma_precision, spatial_embedding
 from ..types import ModelOutput
 from .base import LOSSES
 from .lovasz import lovasz_hinge
@@ -306,8 +306,11 @@ class SpatialEmbeddingLoss(nn.Module):
         w_seed: float = 1.0,
         foreground_weight: float = 10.0,
         lovasz_tol: float = 1e-3,
+        n_classes: int = 1,
     ) -> None:
         super().__init__()
+        if n_classes < 1:
+            raise ValueError(f"spatial loss: n_classes must be >= 1, got {n_classes}")
         if center not in get_args(Center):
             raise ValueError(f"spatial loss: center must be one of {get_args(Center)}, got {center!r}")
         self.coord_scale = check_coord_scale(coord_scale)
@@ -315,12 +318,13 @@ class SpatialEmbeddingLoss(nn.Module):
         self.weights = {"w_instance": float(w_instance), "w_var": float(w_var), "w_seed": float(w_seed)}
         self.foreground_weight = float(foreground_weight)
         self.lovasz_tol = float(lovasz_tol)
+        self.n_classes = int(n_classes)
 
     def forward(self, output: ModelOutput, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return spatial_embedding_loss(
             output,
             batch["instances"],
-            classes=batch.get("classes"),
+            classes=self._seed_channels(batch.get("classes")),
             coord_scale=self.coord_scale,
             center=self.center,
             foreground_weight=self.foreground_weight,
@@ -328,9 +332,31 @@ class SpatialEmbeddingLoss(nn.Module):
             **self.weights,
         )
 
+    def _seed_channels(self, classes: Tensor | None) -> Tensor | None:
+        """Dataset class ids ``1..K`` -> seed channel ``0..K-1`` for ``n_classes = K > 1``.
+
+        Background (0) and ignore (-1) become negative, i.e. unknown, which the loss only reads at
+        instance pixels. With ``n_classes = 1`` the classes pass unchanged (the functional form's
+        convention: channel indices).
+        """
+        if self.n_classes == 1:
+            return classes
+        if classes is None:
+            raise ValueError(
+                f"spatial loss: model.n_classes = {self.n_classes} needs batch['classes']; train on a "
+                "dataset with classes (voc, coco, cityscapes) or set model.n_classes: 1"
+            )
+        top = int(classes.max()) if classes.numel() else 0
+        if top > self.n_classes:
+            raise ValueError(
+                f"spatial loss: the batch has class id {top} but model.n_classes = {self.n_classes}; "
+                "set model.n_classes to the dataset's number of object classes"
+            )
+        return classes - 1
+
     def extra_repr(self) -> str:
         weights = ", ".join(f"{k}={v:g}" for k, v in self.weights.items())
         return (
-            f"coord_scale={self.coord_scale:g}, center={self.center!r}, {weights}, "
+            f"n_classes={self.n_classes}, coord_scale={self.coord_scale:g}, center={self.center!r}, {weights}, "
             f"foreground_weight={self.foreground_weight:g}"
         )

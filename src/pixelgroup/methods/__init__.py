@@ -1,8 +1,9 @@
-"""Methods: which heads, loss and grouper make up each published method (registry ``METHODS``)."""
+"""Methods: each published method as one declared recipe of heads, loss and grouper (registry ``METHODS``)."""
 
 from __future__ import annotations
 
-from . import discriminative, hypersphere, segsort, softmax, spatial  # noqa: F401  (registration)
+from . import recipes  # noqa: F401  (registration)
 from .base import METHODS, Method, register_method
+from .recipes import grouping_bandwidth
 
-__all__ = ["METHODS", "Method", "register_method"]
+__all__ = ["METHODS", "Method", "grouping_bandwidth", "register_method"]

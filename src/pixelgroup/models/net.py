@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from ..ops.coords import pixel_grid
 from ..types import ModelOutput
 from .base import BACKBONES, CONTEXTS
 
@@ -85,8 +86,6 @@ class PixelEmbeddingNet(nn.Module):
         out = {name: head(feats) for name, head in self.heads.items()}
         if self.embedding_coords and "embedding" in out:
             emb = out["embedding"]
-            ys = torch.arange(h, device=emb.device, dtype=emb.dtype) * self.embedding_coords
-            xs = torch.arange(w, device=emb.device, dtype=emb.dtype) * self.embedding_coords
-            grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # (2, H, W), (y, x)
+            grid = pixel_grid(h, w, scale=self.embedding_coords, device=emb.device, dtype=emb.dtype)  # (2, H, W)
             out["embedding"] = torch.cat([emb[:, :2] + grid, emb[:, 2:]], dim=1)
         return ModelOutput(**out)

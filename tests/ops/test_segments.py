@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from pixelgroup.grouping.vmf import (
+from pixelgroup.ops.segments import (
     grid_labels,
     location_features,
     refine_segments,

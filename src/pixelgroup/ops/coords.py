@@ -35,6 +35,29 @@ def check_coord_scale(coord_scale: float) -> float:
     return value
 
 
+def pixel_grid(
+    height: int,
+    width: int,
+    *,
+    scale: float | tuple[float, float] = 1.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """The ``(2, H, W)`` grid of pixel positions, channel order ``(y, x)``: ``(i * sy, j * sx)``.
+
+    The one place coordinate grids are built (loss, groupers, SegSort features, the network's
+    semi-convolutional embedding), from the input's shape and on its device.
+    """
+    if height < 0 or width < 0:
+        raise ValueError(f"pixel_grid: sizes must be >= 0, got ({height}, {width})")
+    sy, sx = (scale, scale) if isinstance(scale, (int, float)) else scale
+    ys = torch.arange(height, device=device, dtype=dtype)
+    xs = torch.arange(width, device=device, dtype=dtype)
+    if (sy, sx) != (1, 1):  # an integer grid of scale 1 keeps its dtype
+        ys, xs = ys * sy, xs * sx
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # (2, H, W)
+
+
 def coordinate_grid(
     height: int,
     width: int,
@@ -43,13 +66,10 @@ def coordinate_grid(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """The ``(2, H, W)`` grid of pixel coordinates, channel order ``(y, x)``, ``index * scale``."""
+    """The ``(2, H, W)`` grid of spatial-embedding coordinates, channel order ``(y, x)``, ``index * scale``."""
     if height < 0 or width < 0:
         raise ValueError(f"coordinate_grid: sizes must be >= 0, got ({height}, {width})")
-    scale = check_coord_scale(scale)
-    ys = torch.arange(height, device=device, dtype=dtype) * scale
-    xs = torch.arange(width, device=device, dtype=dtype) * scale
-    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"))  # (2, H, W)
+    return pixel_grid(height, width, scale=check_coord_scale(scale), device=device, dtype=dtype)
 
 
 def spatial_embedding(offset: Tensor, *, scale: float = DEFAULT_COORD_SCALE) -> Tensor:

@@ -17,14 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .coords import pixel_grid
+from .labels import consecutive_ids
+
 _EPS = 1e-12
 
 
 def location_features(height: int, width: int, *, device=None, dtype=torch.float32) -> Tensor:
     """``(2, H, W)`` pixel positions ``(y / H, x / W)``, each in [0, 1)."""
-    y = torch.arange(height, device=device, dtype=dtype) / height
-    x = torch.arange(width, device=device, dtype=dtype) / width
-    return torch.stack(torch.meshgrid(y, x, indexing="ij"))
+    return pixel_grid(height, width, scale=(1.0 / max(height, 1), 1.0 / max(width, 1)), device=device, dtype=dtype)
 
 
 def grid_labels(height: int, width: int, grid: tuple[int, int], *, device=None) -> Tensor:
@@ -48,18 +49,6 @@ def _features(embedding: Tensor, with_coords: bool, coord_weight: float) -> Tens
         x = torch.cat([x, loc.expand(b, -1, -1, -1)], dim=1)
         x = F.normalize(x, dim=1, eps=_EPS)
     return x.flatten(2).transpose(1, 2)  # (B, H*W, D)
-
-
-def _relabel(labels: Tensor, n_clusters: int) -> Tensor:
-    """Per-image consecutive ids ``0..S_b - 1`` of ``(B, N)`` labels in ``[-1, K)`` (-1 kept)."""
-    b = labels.shape[0]
-    valid = labels >= 0
-    present = torch.zeros(b, n_clusters + 1, dtype=torch.long, device=labels.device)
-    present.scatter_(1, labels.clamp_min(-1) + 1, 1)
-    present = present[:, 1:].clamp_max(1)  # (B, K) 1 where the cluster is used
-    new_id = present.cumsum(1) - 1  # (B, K)
-    out = torch.gather(new_id, 1, labels.clamp_min(0))
-    return torch.where(valid, out, torch.full_like(out, -1))
 
 
 def spherical_kmeans(
@@ -114,7 +103,7 @@ def spherical_kmeans(
     for _ in range(iterations):
         labels = _assign(feats, _m_step(masked, labels, k))
     labels = torch.where(mask, labels, torch.full_like(labels, -1))
-    out = _relabel(labels, k).reshape(b, h, w)
+    out = consecutive_ids(labels, k).reshape(b, h, w)
     return out[0] if single else out
 
 
@@ -216,4 +205,4 @@ def refine_segments(segments: Tensor, classes: Tensor) -> Tensor:
     key = (segments.long().clamp_min(0) * n_cls + classes.long().clamp_min(0)).reshape(b, -1)
     key = torch.where(valid.reshape(b, -1), key, torch.full_like(key, -1))
     span = int(key.max().clamp_min(0)) + 1
-    return _relabel(key, span).reshape(segments.shape)
+    return consecutive_ids(key, span).reshape(segments.shape)

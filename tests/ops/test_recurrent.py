@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pixelgroup.grouping.recurrent import RecurrentMeanShift, mean_shift_step
+from pixelgroup.ops.recurrent import RecurrentMeanShift, mean_shift_step
 
 
 def test_shapes_and_unit_norm():

@@ -1,0 +1,86 @@
+"""Opening a run's datasets: format detection, the pre-training data check, the validation split."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .. import data as _data  # noqa: F401  (registers the dataset readers)
+from ..config import RunConfig
+from ..data.base import DATASETS
+from ..data.check import check_dataset
+from ..data.detect import detect_format
+from ..data.folder import split_names
+from .build import get_method
+from .errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+
+def open_reader(cfg: RunConfig, root: str | Path, *, names=None, split: str | None = None):
+    """The dataset reader of ``cfg.data.format`` (``auto``: detected from ``root``'s layout)."""
+    fmt = detect_format(root) if cfg.data.format == "auto" else cfg.data.format
+    reader = DATASETS.get(fmt)
+    kwargs: dict[str, Any] = {"normalize": cfg.data.normalize, "names": names}
+    if split is not None:
+        kwargs["split"] = split
+    if cfg.data.skip_bad:
+        kwargs["skip_bad"] = True
+    if fmt == "semantic_folder":
+        kwargs["segments"] = cfg.data.segments
+    try:
+        return reader(root, **kwargs)
+    except TypeError as err:
+        raise TrainingError(f"dataset format '{fmt}' does not take {sorted(kwargs)[1:]}: {err}") from None
+
+
+def check_before_training(cfg: RunConfig, root: str | Path) -> None:
+    """Run ``pixelgroup check`` on ``root``; stop with its report when it finds errors."""
+    if not Path(root).exists():
+        raise FileNotFoundError(f"training data not found: {root}; give the dataset folder with --data")
+    fmt = detect_format(root) if cfg.data.format == "auto" else cfg.data.format
+    if fmt == "semantic_folder":  # its reader checks pairs, sizes and class ids when opened
+        return
+    report = check_dataset(root, format=fmt, max_samples=500)
+    for problem in report.warnings:
+        log.warning("%s: %s (%s)", problem.file, problem.message, problem.fix)
+    if not report.ok and not cfg.data.skip_bad:
+        raise TrainingError(f"{root} has problems; fix them or pass skip_bad (data.skip_bad: true):\n"
+                            + report.format())
+
+
+def check_n_classes(cfg: RunConfig, reader) -> None:
+    """Instance methods: ``model.n_classes`` must be 1 (class-agnostic instances, on any dataset) or
+    the reader's number of object classes ``len(reader.class_names) - 1`` (multi-class instances)."""
+    if get_method(cfg).task != "instance":
+        return
+    n, names = cfg.model.n_classes, getattr(reader, "class_names", None)
+    k = len(names) - 1 if names else None
+    if n == 1:
+        if k is not None and k > 1:
+            log.info("training class-agnostic instances; set model.n_classes: %d to predict the dataset's "
+                     "%d classes too", k, k)
+        return
+    if k is None:
+        raise TrainingError(f"model.n_classes = {n} but this dataset has no classes; use a dataset with classes "
+                            "(voc, coco, cityscapes) or set model.n_classes: 1")
+    if n != k:
+        raise TrainingError(f"model.n_classes = {n} but the dataset has {k} object classes; set model.n_classes: "
+                            f"{k} (or 1 for class-agnostic instances)")
+
+
+def open_datasets(cfg: RunConfig, data: str | Path, val: str | Path | None):
+    """``(train, val)`` readers; without ``val`` a deterministic split of ``data`` is held out."""
+    full = open_reader(cfg, data, split=cfg.data.split)
+    if val is not None:
+        return full, open_reader(cfg, val, split="val" if cfg.data.split else None)
+    if len(full.names) < 2:
+        raise TrainingError(
+            f"{data}: only {len(full.names)} image(s); need at least 2 to hold out a validation image, "
+            "or pass --val DIR"
+        )
+    train_names, val_names = split_names(full.names, cfg.data.val_fraction, cfg.train.seed)
+    log.info("held out %d of %d images for validation", len(val_names), len(full.names))
+    return (open_reader(cfg, data, names=train_names, split=cfg.data.split),
+            open_reader(cfg, data, names=val_names, split=cfg.data.split))
