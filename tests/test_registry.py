@@ -25,3 +25,13 @@ def test_duplicate_and_unknown_names_raise():
         reg.add("x", 2)
     with pytest.raises(KeyError, match="unknown thing 'y'; valid names: x"):
         reg.get("y")
+
+
+def test_remove_unregisters_and_unknown_raises():
+    reg: Registry[int] = Registry("thing")
+    reg.add("x", 1)
+    assert reg.remove("x") == 1 and reg.names() == []
+    with pytest.raises(KeyError, match="unknown thing 'x'"):
+        reg.remove("x")
+    reg.add("x", 3)  # the name is free again
+    assert reg.get("x") == 3

@@ -36,6 +36,11 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.family} '{name}' is already registered")
         self._items[name] = obj
 
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` and return its object (e.g. a method registered for one test)."""
+        self.get(name)  # unknown names raise listing the valid ones
+        return self._items.pop(name)
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

@@ -79,7 +79,7 @@ def meanshift_grouping(
     emb = _check_output(output, fg_threshold, min_size)
     e, h, w = emb.shape
     if output.foreground is not None:
-        prob = torch.sigmoid(output.foreground.detach().float().reshape(-1, h * w)[0])  # (H*W,)
+        prob = torch.sigmoid(output.foreground.detach().float()[0].reshape(h * w))  # (H*W,)
     else:
         prob = torch.ones(h * w, device=emb.device)
     fg = torch.nonzero(prob > fg_threshold).squeeze(1)
