@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ops.labels import relabel_consecutive
 from .base import DATASETS
-from .detect import StandardReader, check_size, cityscapes_root, relabel
+from .detect import StandardReader, check_size, cityscapes_root
 from .io import DataError, read_labels
 
 INSTANCE_CLASSES = ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
@@ -118,6 +119,6 @@ class CityscapesDataset(StandardReader):
             )
         classes = _CLASS_OF_LABEL[label]
         group = (ids < 1000) & (classes > 0)
-        instances, original = relabel(np.where(group, -1, np.where(ids >= 1000, ids, 0)))
+        instances, original = relabel_consecutive(np.where(group, -1, np.where(ids >= 1000, ids, 0)))
         instance_classes = _CLASS_OF_LABEL[original // 1000].astype(np.int64)
         return {"instances": instances, "classes": classes, "instance_classes": instance_classes}

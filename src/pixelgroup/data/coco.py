@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..ops.labels import relabel_consecutive
 from .base import DATASETS
-from .detect import StandardReader, coco_annotation_files, image_size, relabel
+from .detect import StandardReader, coco_annotation_files, image_size
 from .io import DataError
 
 logger = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ class COCODataset(StandardReader):
         painted = np.zeros((height, width), np.int64)
         for rank, i in enumerate(order):
             painted[masks[i][2]] = rank + 1
-        instances, original = relabel(np.where((painted == 0) & crowd, -1, painted))
+        instances, original = relabel_consecutive(np.where((painted == 0) & crowd, -1, painted))
         instance_classes = np.asarray([cls[order[r - 1]] for r in original], dtype=np.int64)
         lookup = np.concatenate([[0], instance_classes])
         classes = np.where(instances > 0, lookup[np.maximum(instances, 0)], crowd_classes)

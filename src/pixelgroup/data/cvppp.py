@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..ops.labels import relabel_consecutive
 from .base import DATASETS
-from .detect import StandardReader, check_size, cvppp_folders, relabel
+from .detect import StandardReader, check_size, cvppp_folders
 from .io import DataError, read_image, read_labels
 
 RGB_SUFFIX = "_rgb.png"
@@ -112,7 +113,7 @@ class CVPPPDataset(StandardReader):
         files = self._files(name)
         leaves = read_leaf_labels(files["label"])
         check_size(size, leaves, files["image"], files["label"])
-        instances, original = relabel(leaves)
+        instances, original = relabel_consecutive(leaves)
         return {
             "instances": instances,
             "classes": (instances > 0).astype(np.int64),

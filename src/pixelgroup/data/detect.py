@@ -123,20 +123,6 @@ def check_size(image_size_hw: tuple[int, int], labels: np.ndarray, image: Path, 
         )
 
 
-def relabel(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Map the positive ids of ``(H, W)`` ``ids`` to ``1..N`` in ascending order; 0 and -1 stay.
-
-    Returns:
-        ``(instances (H, W) int64, original_ids (N,))``: ``instances == k`` where
-        ``ids == original_ids[k - 1]``.
-    """
-    positive = ids > 0
-    original, inverse = np.unique(ids[positive], return_inverse=True)
-    out = np.where(ids < 0, -1, 0).astype(np.int64)
-    out[positive] = inverse + 1
-    return out, original
-
-
 class StandardReader(Dataset):
     """Shared behaviour of the standard-dataset readers (a ``torch`` ``Dataset`` of sample dicts).
 

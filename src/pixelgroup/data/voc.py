@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ops.labels import relabel_consecutive
 from .base import DATASETS
-from .detect import StandardReader, check_size, relabel, voc_root
+from .detect import StandardReader, check_size, voc_root
 from .io import DataError, read_labels
 
 VOC_CLASSES = (
@@ -102,7 +103,7 @@ class VOCDataset(StandardReader):
                 f"(255 = border); fix the annotation or remove '{name}'"
             )
         classes = np.where(classes == VOC_IGNORE, -1, classes)
-        instances, original = relabel(np.where(objects == VOC_IGNORE, -1, objects))
+        instances, original = relabel_consecutive(np.where(objects == VOC_IGNORE, -1, objects))
         instance_classes = _majority_class(instances, classes, len(original))
         empty = np.flatnonzero(instance_classes == 0)
         if empty.size:
