@@ -12,7 +12,15 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .base import DATASETS
-from .io import IMAGE_SUFFIXES, LABEL_SUFFIXES, DataError, normalize_percentile, read_image, read_labels
+from .io import (
+    IMAGE_SUFFIXES,
+    LABEL_SUFFIXES,
+    DataError,
+    files_by_stem,
+    normalize_percentile,
+    read_image,
+    read_labels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,23 +40,20 @@ def _files_by_stem(folder: Path, suffixes: Sequence[str], what: str) -> tuple[di
     """
     if not folder.is_dir():
         raise DataError(f"{folder}: {what} folder not found; a folder dataset is ROOT/images + ROOT/masks")
-    by_stem: dict[str, Path] = {}
     problems: list[_Problem] = []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        suffix = path.suffix.lower()
-        if what == "masks" and suffix in (".jpg", ".jpeg"):
-            problems.append((path.stem, f"{path}: JPEG masks are lossy and corrupt label ids; save it as PNG or TIFF"))
-        elif suffix not in suffixes:
-            continue
-        elif path.stem in by_stem:
-            problems.append(
-                (path.stem, f"{folder}: two files share the name '{path.stem}' "
-                            f"({by_stem[path.stem].name}, {path.name}); keep one")
-            )
-        else:
-            by_stem[path.stem] = path
+    if what == "masks":
+        problems += [
+            (stem, f"{path}: JPEG masks are lossy and corrupt label ids; save it as PNG or TIFF")
+            for stem, paths in files_by_stem(folder, (".jpg", ".jpeg")).items() for path in paths
+        ]
+    by_stem: dict[str, Path] = {}
+    for stem, paths in files_by_stem(folder, suffixes).items():
+        by_stem[stem] = paths[0]
+        problems += [
+            (stem, f"{folder}: two files share the name '{stem}' ({paths[0].name}, {extra.name}); keep one")
+            for extra in paths[1:]
+        ]
+    problems.sort(key=lambda problem: problem[0])  # stable: in stem order, as the files are listed
     return by_stem, problems
 
 

@@ -22,26 +22,21 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from .base import DATASETS
-from .io import IMAGE_SUFFIXES, LABEL_SUFFIXES, DataError, normalize_percentile, read_image, read_labels
+from .io import (
+    IMAGE_SUFFIXES,
+    LABEL_SUFFIXES,
+    DataError,
+    index_by_stem,
+    normalize_percentile,
+    read_image,
+    read_labels,
+)
 from .overseg import find_segments, oversegment, read_segments
 
 logger = logging.getLogger(__name__)
 
 IGNORE = 255
 SegmentsSource = Literal["auto", "files", "felzenszwalb", "slic", "watershed"]
-
-
-def _by_stem(folder: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise DataError(f"{folder}: {what} folder not found; expected ROOT/images and ROOT/classes")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in suffixes:
-            if path.stem in found:
-                raise DataError(f"{folder}: two {what} files named '{path.stem}' ({found[path.stem].name}, "
-                                f"{path.name}); keep one")
-            found[path.stem] = path
-    return found
 
 
 def read_class_names(path: str | Path) -> list[str]:
@@ -106,8 +101,11 @@ class SemanticFolderDataset(Dataset):
             raise DataError(f"{self.root}: dataset folder not found; check the path")
         if segments not in (None, "auto", "files", "felzenszwalb", "slic", "watershed"):
             raise ValueError(f"segments='{segments}'; use auto, files, felzenszwalb, slic, watershed or None")
-        self._images = _by_stem(self.root / "images", IMAGE_SUFFIXES, "images")
-        self._classes = _by_stem(self.root / "classes", LABEL_SUFFIXES, "classes")
+        for sub in ("images", "classes"):
+            if not (self.root / sub).is_dir():
+                raise DataError(f"{self.root / sub}: {sub} folder not found; expected ROOT/images and ROOT/classes")
+        self._images = index_by_stem(self.root / "images", "images", suffixes=IMAGE_SUFFIXES, allow_empty=True)
+        self._classes = index_by_stem(self.root / "classes", "classes", suffixes=LABEL_SUFFIXES, allow_empty=True)
         if not self._images:
             raise DataError(f"{self.root / 'images'}: no images ({', '.join(IMAGE_SUFFIXES)}); add some")
         self.names: list[str] = self._select(names)
