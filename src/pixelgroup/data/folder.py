@@ -17,7 +17,7 @@ from .io import (
     LABEL_SUFFIXES,
     DataError,
     files_by_stem,
-    normalize_percentile,
+    normalized_image,
     read_image,
     read_labels,
 )
@@ -159,11 +159,7 @@ class FolderDataset(Dataset):
                 f"{image_path} has size {image.shape[:2]} but {mask_path} has size {instances.shape}; "
                 "masks must have the image's height and width"
             )
-        if self.normalize is None:
-            image = (image[..., None] if image.ndim == 2 else image).astype(np.float32)
-        else:
-            image = normalize_percentile(image, *self.normalize)
-        return {"image": image, "instances": instances, "name": name}
+        return {"image": normalized_image(image, self.normalize), "instances": instances, "name": name}
 
     def __repr__(self) -> str:
         return f"FolderDataset(root={str(self.root)!r}, n={len(self)}, skipped={len(self.skipped)})"

@@ -235,6 +235,18 @@ def normalize_percentile(image: np.ndarray, low: float = 1.0, high: float = 99.8
     return ((x - p_low.astype(np.float32)) * scale).astype(np.float32, copy=False)
 
 
+def normalized_image(image: np.ndarray, normalize: tuple[float, float] | None) -> np.ndarray:
+    """A reader's sample image: ``(H, W, C)`` float32, percentile-normalised with ``normalize = (low,
+    high)`` (:func:`normalize_percentile`) or, with ``None``, the stored values as float32.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)`` as read by :func:`read_image`.
+    """
+    if normalize is None:
+        return (image[..., None] if image.ndim == 2 else image).astype(np.float32)
+    return normalize_percentile(image, *normalize)
+
+
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:
     """Expand files and folders (not recursive) into a list of image files.
 

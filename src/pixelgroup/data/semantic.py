@@ -27,7 +27,7 @@ from .io import (
     LABEL_SUFFIXES,
     DataError,
     index_by_stem,
-    normalize_percentile,
+    normalized_image,
     read_image,
     read_labels,
 )
@@ -178,10 +178,7 @@ class SemanticFolderDataset(Dataset):
         if image.shape[:2] != classes.shape:
             raise DataError(f"{self._images[name]} has size {image.shape[:2]} but {self._classes[name]} has "
                             f"size {classes.shape}; class maps must have the image's height and width")
-        if self.normalize is None:
-            image = (image[..., None] if image.ndim == 2 else image).astype(np.float32)
-        else:
-            image = normalize_percentile(image, *self.normalize)
+        image = normalized_image(image, self.normalize)
         instances, owners = instances_from_classes(classes)
         sample = {"image": image, "classes": classes, "instances": instances, "instance_classes": owners,
                   "name": name}
