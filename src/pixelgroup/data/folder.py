@@ -21,6 +21,7 @@ from .io import (
     read_image,
     read_labels,
 )
+from .reader import select_names
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class FolderDataset(Dataset):
             raise DataError(f"{self.root / 'images'}: no images ({', '.join(IMAGE_SUFFIXES)}); add some")
         problems += mask_problems + _pairing_problems(self.root, self._images, self._masks)
         listed = sorted(set(self._images) | set(self._masks) | {name for name, _ in problems})
-        chosen = listed if names is None else _subset(self.root, listed, names)
+        chosen = select_names(self.root, listed, names, what="image", hint="use stems of files in images/")
         problems = [(name, why) for name, why in problems if name in chosen]
         if problems and not skip_bad:
             others = sorted({name for name, _ in problems[1:]})
@@ -175,15 +176,6 @@ def _pairing_problems(root: Path, images: dict[str, Path], masks: dict[str, Path
         for name in sorted(set(masks) - set(images))
     ]
     return problems
-
-
-def _subset(root: Path, listed: Sequence[str], names: Sequence[str]) -> list[str]:
-    if isinstance(names, str):
-        raise TypeError("names must be a sequence of file stems, not a single string")
-    unknown = sorted(set(names) - set(listed))
-    if unknown:
-        raise DataError(f"{root}: unknown image name(s) {_listing(unknown)}; use stems of files in images/")
-    return sorted(set(names))
 
 
 def _rank(name: str, seed: int) -> bytes:

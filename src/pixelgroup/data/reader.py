@@ -123,7 +123,7 @@ class StandardReader(Dataset):
     ) -> None:
         """Apply ``names``, then either raise on the first problem or skip and record bad samples."""
         self.normalize = normalize
-        chosen = _choose(self.root, listed, names)
+        chosen = select_names(self.root, listed, names)
         dropped = set(listed) - set(chosen)
         problems = [(key, why) for key, why in problems if key not in dropped]
         bad = {key for key, _ in problems}
@@ -175,13 +175,30 @@ class StandardReader(Dataset):
         return f"{type(self).__name__}(root={str(self.root)!r}, n={len(self)}, skipped={len(self.skipped)})"
 
 
-def _choose(root: Path, listed: Sequence[str], names: Sequence[str] | None) -> list[str]:
+def select_names(
+    root: Path, listed: Sequence[str], names: Sequence[str] | None, *, what: str = "sample",
+    hint: str = "use names from the reader's .names",
+) -> list[str]:
+    """The sorted names to read: every listed name, or the subset ``names`` (all must be listed).
+
+    Args:
+        root: the dataset, for the error message.
+        listed: every name the layout holds.
+        names: the subset asked for, or ``None`` for all.
+        what: ``"sample"`` or ``"image"``: how the message calls a name.
+        hint: where valid names come from, for the message.
+
+    Raises:
+        TypeError: ``names`` is a single string.
+        DataError: a name is not listed (the first five are shown).
+    """
     if names is None:
         return sorted(set(listed))
     if isinstance(names, str):
-        raise TypeError("names must be a sequence of sample names, not a single string")
+        plural = "file stems" if what == "image" else "sample names"
+        raise TypeError(f"names must be a sequence of {plural}, not a single string")
     unknown = sorted(set(names) - set(listed))
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise DataError(f"{root}: unknown sample name(s) {shown}; use names from the reader's .names")
+        raise DataError(f"{root}: unknown {what} name(s) {shown}; {hint}")
     return sorted(set(names))

@@ -32,6 +32,7 @@ from .io import (
     read_labels,
 )
 from .overseg import find_segments, oversegment, read_segments
+from .reader import select_names
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +125,7 @@ class SemanticFolderDataset(Dataset):
         self._cache_budget = int(cache_mb * 2**20)
 
     def _select(self, names: Sequence[str] | None) -> list[str]:
-        if isinstance(names, str):
-            raise TypeError("names must be a sequence of file stems, not a single string")
-        chosen = sorted(self._images) if names is None else sorted(set(names))
-        unknown = [n for n in chosen if n not in self._images]
-        if unknown:
-            raise DataError(f"{self.root}: unknown image name(s) {unknown[:5]}; use stems of images/ files")
+        chosen = select_names(self.root, list(self._images), names, what="image", hint="use stems of images/ files")
         no_label = [n for n in chosen if n not in self._classes]
         if no_label:
             raise DataError(f"{self.root / 'classes'}: no class map for image '{no_label[0]}' "
