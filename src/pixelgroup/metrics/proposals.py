@@ -21,7 +21,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from ..ops.labels import relabel_consecutive
-from .matching import as_label_image, remove_void, to_numpy
+from .checks import as_label_image, to_numpy
+from .matching import remove_void
 
 __all__ = ["ProposalEvaluator"]
 
