@@ -48,7 +48,7 @@ def test_segments_reach_the_semantic_reader(tmp_path):
 
 def test_refuses_an_option_the_reader_does_not_take(tmp_path):
     make_folder(tmp_path)
-    with pytest.raises(DataError, match=r"dataset format 'folder' does not take split='train'; leave it unset"):
+    with pytest.raises(DataError, match=r"dataset format 'folder' has no splits \(split='train'\); drop --split"):
         open_dataset(tmp_path, split="train")
     with pytest.raises(DataError, match=r"'folder' does not take segments='slic'.*takes: skip_bad"):
         open_dataset(tmp_path, segments="slic")

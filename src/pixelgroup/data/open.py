@@ -58,6 +58,8 @@ def open_dataset(
     given = {key: value for key, value in options.items() if value is not None}
     taken = inspect.signature(reader).parameters
     refused = [key for key in given if key not in taken]
+    if "split" in refused:
+        raise DataError(f"dataset format '{fmt}' has no splits (split={split!r}); drop --split / split=")
     if refused:
         accepted = ", ".join(key for key in options if key in taken) or "none of them"
         raise DataError(
