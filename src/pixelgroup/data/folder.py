@@ -21,12 +21,11 @@ from .io import (
     read_image,
     read_labels,
 )
-from .reader import select_names
+from .reader import Problem, select_names
 
 logger = logging.getLogger(__name__)
 
 _SHOW = 5  # names listed in an error message
-_Problem = tuple[str, str]  # (sample name, one-line reason with the fix)
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -34,14 +33,14 @@ def _listing(names: Sequence[str]) -> str:
     return ", ".join(names[:_SHOW]) + more
 
 
-def _files_by_stem(folder: Path, suffixes: Sequence[str], what: str) -> tuple[dict[str, Path], list[_Problem]]:
+def _files_by_stem(folder: Path, suffixes: Sequence[str], what: str) -> tuple[dict[str, Path], list[Problem]]:
     """Map stem -> file for the files of ``folder`` with one of ``suffixes``, and the problems found.
 
     A stem used twice (``a.png`` + ``a.tif``) and a JPEG mask are problems of that stem.
     """
     if not folder.is_dir():
         raise DataError(f"{folder}: {what} folder not found; a folder dataset is ROOT/images + ROOT/masks")
-    problems: list[_Problem] = []
+    problems: list[Problem] = []
     if what == "masks":
         problems += [
             (stem, f"{path}: JPEG masks are lossy and corrupt label ids; save it as PNG or TIFF")
@@ -107,7 +106,7 @@ class FolderDataset(Dataset):
         self.normalize = normalize
         self._cache: dict[str, dict[str, Any]] = {}
         self._cache_budget = int(cache_mb * 2**20)
-        self.skipped: list[_Problem] = list(problems)
+        self.skipped: list[Problem] = list(problems)
         bad = {name for name, _ in problems}
         self.names: list[str] = [name for name in chosen if name not in bad]
         if skip_bad:
@@ -166,7 +165,7 @@ class FolderDataset(Dataset):
         return f"FolderDataset(root={str(self.root)!r}, n={len(self)}, skipped={len(self.skipped)})"
 
 
-def _pairing_problems(root: Path, images: dict[str, Path], masks: dict[str, Path]) -> list[_Problem]:
+def _pairing_problems(root: Path, images: dict[str, Path], masks: dict[str, Path]) -> list[Problem]:
     problems = [
         (name, f"{images[name]}: no mask for this image; add masks/{name}.tif (or .png) or remove the image")
         for name in sorted(set(images) - set(masks))
