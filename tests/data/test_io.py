@@ -6,8 +6,12 @@ import tifffile
 from PIL import Image
 
 from pixelgroup.data.io import (
+    IMAGE_SUFFIXES,
+    LABEL_SUFFIXES,
     DataError,
+    files_by_stem,
     find_images,
+    index_by_stem,
     normalize_percentile,
     read_image,
     read_labels,
@@ -223,3 +227,38 @@ def test_find_images_errors(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match=r"folder has no images"):
         find_images([tmp_path])
+
+
+# --------------------------------------------------------------------------- index_by_stem
+
+
+def _touch(folder, *names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"")
+
+
+def test_index_by_stem_maps_stems_and_skips_other_files(tmp_path):
+    _touch(tmp_path, "b.png", "a.tif", ".hidden.png", "notes.txt", "a_overlay.png")
+    found = index_by_stem(tmp_path, "labels", suffixes=LABEL_SUFFIXES, skip=lambda s: s.endswith("_overlay"))
+    assert found == {"a": tmp_path / "a.tif", "b": tmp_path / "b.png"}
+    assert list(found) == ["a", "b"]  # sorted
+
+
+def test_index_by_stem_errors(tmp_path):
+    with pytest.raises(DataError, match=r"nowhere: images folder not found; check the path"):
+        index_by_stem(tmp_path / "nowhere", "images", suffixes=IMAGE_SUFFIXES)
+    _touch(tmp_path / "empty", "readme.txt")
+    with pytest.raises(DataError, match=r"empty: no images files \(.tif, .tiff, .png, .jpg, .jpeg\)"):
+        index_by_stem(tmp_path / "empty", "images", suffixes=IMAGE_SUFFIXES)
+    assert index_by_stem(tmp_path / "empty", "images", suffixes=IMAGE_SUFFIXES, allow_empty=True) == {}
+    _touch(tmp_path / "dup", "a.png", "a.TIF")
+    with pytest.raises(DataError, match=r"dup: two masks files named 'a' \(a\.TIF, a\.png\); keep one"):
+        index_by_stem(tmp_path / "dup", "masks", suffixes=LABEL_SUFFIXES)
+    first = index_by_stem(tmp_path / "dup", "masks", suffixes=LABEL_SUFFIXES, duplicates="first")
+    assert first == {"a": tmp_path / "dup" / "a.TIF"}
+
+
+def test_files_by_stem_groups_clashes(tmp_path):
+    _touch(tmp_path, "a.png", "a.tif", "b.jpg")
+    assert files_by_stem(tmp_path, LABEL_SUFFIXES) == {"a": [tmp_path / "a.png", tmp_path / "a.tif"]}

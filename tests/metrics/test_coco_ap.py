@@ -1,4 +1,4 @@
-"""Tests of pixelgroup.metrics.coco: our COCO mask AP must equal pycocotools' COCOeval("segm")."""
+"""Tests of pixelgroup.metrics.coco (and coco_export): our COCO mask AP must equal pycocotools' COCOeval("segm")."""
 
 from __future__ import annotations
 
@@ -10,13 +10,8 @@ from pycocotools import mask as mask_utils
 from scipy.ndimage import binary_dilation, binary_erosion
 from skimage.draw import disk
 
-from pixelgroup.metrics.coco import (
-    CocoAccumulator,
-    coco_eval_reference,
-    coco_segm_eval,
-    instances_to_coco_results,
-    labels_to_coco,
-)
+from pixelgroup.metrics.coco import CocoAccumulator, coco_segm_eval
+from pixelgroup.metrics.coco_export import coco_eval_reference, instances_to_coco_results, labels_to_coco
 
 
 def _fixture(rng: np.random.Generator, size: int = 64, n: int = 7, void: bool = False):

@@ -9,12 +9,10 @@ from scipy.optimize import linear_sum_assignment
 from skimage.draw import disk
 
 from pixelgroup.metrics.matching import (
-    as_label_image,
     iou_matrix,
     label_overlap,
     match,
     match_thresholds,
-    per_instance_values,
     sum_matchings,
 )
 
@@ -223,24 +221,12 @@ def test_torch_input():
     assert m == match(gt, pred)
 
 
-def test_per_instance_values():
-    ids = np.array([2, 5])
-    assert per_instance_values(np.array([0.1, 0.2, 0.3, 0.4, 0.5]), ids, name="s").tolist() == [0.2, 0.5]
-    assert per_instance_values({2: 1, 5: 3}, ids, name="s").tolist() == [1, 3]
-    with pytest.raises(ValueError, match="has 3 entries but the label image has id 5"):
-        per_instance_values(np.zeros(3), ids, name="scores")
-    with pytest.raises(ValueError, match=r"no value for instance ids \[5\]"):
-        per_instance_values({2: 1}, ids, name="scores")
-
-
 def test_bad_inputs():
     gt, pred = _squares()
     with pytest.raises(ValueError, match="same shape"):
         match(gt, pred[:, :5])
     with pytest.raises(ValueError, match="integer dtype"):
         match(gt.astype(float), pred)
-    with pytest.raises(ValueError, match=r"\(H, W\) label image"):
-        as_label_image(np.zeros((2, 3, 4), int))
     with pytest.raises(ValueError, match="negative values"):
         match(gt, -pred)
     with pytest.raises(ValueError, match=r"thresh must be in \(0, 1\]"):

@@ -27,7 +27,7 @@ from . import cityscapes, coco, cvppp, voc  # noqa: F401  (registers the readers
 from . import folder as _folder  # noqa: F401
 from .base import DATASETS
 from .detect import detect_format
-from .io import IMAGE_SUFFIXES, LABEL_SUFFIXES, DataError, read_image, read_labels, write_labels
+from .io import IMAGE_SUFFIXES, LABEL_SUFFIXES, DataError, files_by_stem, read_image, read_labels, write_labels
 
 logger = logging.getLogger(__name__)
 
@@ -199,10 +199,7 @@ def _files_by_stem(report: CheckReport, folder: Path, suffixes: tuple[str, ...])
     if not folder.is_dir():
         report.add("error", folder, "folder not found", "a folder dataset is ROOT/images + ROOT/masks")
         return {}
-    by_stem: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in suffixes:
-            by_stem.setdefault(path.stem, []).append(path)
+    by_stem = files_by_stem(folder, suffixes)
     for stem, paths in by_stem.items():
         if len(paths) > 1:
             report.add("error", folder / stem, f"{len(paths)} files share the name '{stem}' "

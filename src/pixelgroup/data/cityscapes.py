@@ -13,14 +13,15 @@ ignore (-1) in ``instances`` and keep their class in ``classes``; every other la
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..ops.labels import relabel_consecutive
 from .base import DATASETS
-from .detect import StandardReader, check_size, cityscapes_root, relabel
+from .detect import cityscapes_root
 from .io import DataError, read_labels
+from .reader import Problem, SampleFiles, StandardReader, check_size, files_with_suffix
 
 INSTANCE_CLASSES = ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
 INSTANCE_LABEL_IDS = (24, 25, 26, 27, 28, 31, 32, 33)
@@ -39,40 +40,30 @@ class CityscapesDataset(StandardReader):
 
     A sample: ``image`` ``(H, W, 3)`` float32 normalised; ``instances`` ``(H, W)`` int64 (1..N in
     ascending order of the stored ids, -1 = group regions); ``classes`` ``(H, W)`` int64 0..8;
-    ``instance_classes`` ``(N,)`` 1..8; ``name`` = ``CITY_SEQUENCE_FRAME``.
+    ``instance_classes`` ``(N,)`` 1..8; ``name`` = ``CITY_SEQUENCE_FRAME``. Constructor: see
+    :class:`~pixelgroup.data.reader.StandardReader`.
 
     Args:
         root: the folder holding ``gtFine/`` and ``leftImg8bit/``.
-        normalize: ``(low, high)`` percentiles mapped to 0 and 1 per image and channel, or ``None``.
-        names: restrict to these names.
         split: ``train``, ``val`` or ``test``; ``None`` = every split folder of ``gtFine/`` except
             ``test`` (whose public labels are empty placeholders).
-        skip_bad: skip (and record in ``.skipped``) bad samples instead of raising; reads every label
-            image when the reader is built.
+        skip_bad: reads every label image when the reader is built.
     """
 
     format_name = "cityscapes"
 
-    def __init__(
-        self,
-        root: str | Path,
-        *,
-        normalize: tuple[float, float] | None = (1.0, 99.8),
-        names: Sequence[str] | None = None,
-        split: str | None = None,
-        skip_bad: bool = False,
-    ) -> None:
+    def _open(self, root: str | Path, split: str | None) -> tuple[SampleFiles, list[Problem]]:
         base = cityscapes_root(Path(root))
         if base is None:
             raise DataError(f"{root}: not a Cityscapes folder (no gtFine/ + leftImg8bit/); check the path")
         self.root = base
         self.class_names = ["background", *INSTANCE_CLASSES]
         self.label_ids = list(INSTANCE_LABEL_IDS)
-        self._paths: dict[str, tuple[Path, Path]] = {}
+        files: SampleFiles = {}
         problems = []
         for sp in self._splits(split):
-            problems += self._list_split(sp)
-        self._setup(list(self._paths), problems, names=names, normalize=normalize, skip_bad=skip_bad)
+            problems += self._list_split(sp, files)
+        return files, problems
 
     def _splits(self, split: str | None) -> list[str]:
         have = sorted(p.name for p in (self.root / "gtFine").iterdir() if p.is_dir())
@@ -83,25 +74,22 @@ class CityscapesDataset(StandardReader):
             raise DataError(f"{self.root / 'gtFine' / split}: split not found; available: {have_text}")
         return [split]
 
-    def _list_split(self, split: str) -> list[tuple[str, str]]:
+    def _list_split(self, split: str, files: SampleFiles) -> list[Problem]:
+        """Add the samples of ``split`` to ``files``; the problems found."""
         problems = []
         gt_dir, image_dir = self.root / "gtFine" / split, self.root / "leftImg8bit" / split
-        gts = {p.name[: -len(GT_SUFFIX)]: p for p in gt_dir.glob(f"*/*{GT_SUFFIX}")}
-        images = {p.name[: -len(IMAGE_SUFFIX)]: p for p in image_dir.glob(f"*/*{IMAGE_SUFFIX}")}
+        gts = files_with_suffix(gt_dir, GT_SUFFIX, "*/*")
+        images = files_with_suffix(image_dir, IMAGE_SUFFIX, "*/*")
         for name in sorted(set(gts) | set(images)):
-            if name in self._paths:
+            if name in files:
                 problems.append((name, f"{gts.get(name, images.get(name))}: '{name}' appears in two splits"))
             elif name not in images:
                 problems.append((name, f"{gts[name]}: no image {name}{IMAGE_SUFFIX} in {image_dir}; add it"))
             elif name not in gts:
                 problems.append((name, f"{images[name]}: image without its label {name}{GT_SUFFIX}; add it"))
             else:
-                self._paths[name] = (images[name], gts[name])
+                files[name] = {"image": images[name], "instance_ids": gts[name]}
         return problems
-
-    def _files(self, name: str) -> dict[str, Path]:
-        image, gt = self._paths[name]
-        return {"image": image, "instance_ids": gt}
 
     def _annotation(self, name: str, size: tuple[int, int]) -> dict[str, np.ndarray]:
         files = self._files(name)
@@ -118,6 +106,6 @@ class CityscapesDataset(StandardReader):
             )
         classes = _CLASS_OF_LABEL[label]
         group = (ids < 1000) & (classes > 0)
-        instances, original = relabel(np.where(group, -1, np.where(ids >= 1000, ids, 0)))
+        instances, original = relabel_consecutive(np.where(group, -1, np.where(ids >= 1000, ids, 0)))
         instance_classes = _CLASS_OF_LABEL[original // 1000].astype(np.int64)
         return {"instances": instances, "classes": classes, "instance_classes": instance_classes}

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..ops.labels import relabel_consecutive
 from .base import DATASETS
-from .detect import StandardReader, coco_annotation_files, image_size, relabel
+from .detect import coco_annotation_files
 from .io import DataError
+from .reader import Problem, SampleFiles, StandardReader, image_size
 
 logger = logging.getLogger(__name__)
 
@@ -129,26 +130,15 @@ class COCODataset(StandardReader):
         category_ids: COCO category id of class ``k`` at ``category_ids[k - 1]`` (sorted ids).
         image_ids: name -> COCO image id (for :func:`pixelgroup.data.writers.write_coco_results`).
 
-    Args:
+    Args (the constructor is :class:`~pixelgroup.data.reader.StandardReader`'s):
         root: ``(image_folder, annotations_json)`` or a COCO folder (see the module doc).
-        normalize: ``(low, high)`` percentiles mapped to 0 and 1 per image and channel, or ``None``.
-        names: restrict to these names.
         split: with a folder root, the ``TAG`` of ``annotations/instances_TAG.json`` to read.
-        skip_bad: skip (and record in ``.skipped``) bad samples instead of raising; checks every
-            image header when the reader is built.
+        skip_bad: checks every image header when the reader is built.
     """
 
     format_name = "coco"
 
-    def __init__(
-        self,
-        root: Any,
-        *,
-        normalize: tuple[float, float] | None = (1.0, 99.8),
-        names: Sequence[str] | None = None,
-        split: str | None = None,
-        skip_bad: bool = False,
-    ) -> None:
+    def _open(self, root: Any, split: str | None) -> tuple[SampleFiles, list[Problem]]:
         self.image_dir, self.annotation_file = coco_paths(root, split)
         self.root = self.annotation_file
         data = _read_json(self.annotation_file)
@@ -158,9 +148,13 @@ class COCODataset(StandardReader):
         self._class_of = {cid: k + 1 for k, cid in enumerate(self.category_ids)}
         problems = self._index_images(data["images"])
         problems += self._index_annotations(data["annotations"])
-        self._setup(list(self._entries), problems, names=names, normalize=normalize, skip_bad=skip_bad)
+        files = {
+            name: {"image": self.image_dir / entry["file_name"], "annotations": self.annotation_file}
+            for name, entry in self._entries.items()
+        }
+        return files, problems
 
-    def _index_images(self, images: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    def _index_images(self, images: list[dict[str, Any]]) -> list[Problem]:
         self._entries: dict[str, dict[str, Any]] = {}
         self.image_ids: dict[str, int] = {}
         self._anns: dict[str, list[dict[str, Any]]] = {}
@@ -182,7 +176,7 @@ class COCODataset(StandardReader):
                 problems.append((name, f"{path}: image file not found; add it"))
         return problems
 
-    def _index_annotations(self, anns: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    def _index_annotations(self, anns: list[dict[str, Any]]) -> list[Problem]:
         by_id = {int(e["id"]): name for name, e in self._entries.items()}
         problems = []
         for ann in anns:
@@ -198,10 +192,6 @@ class COCODataset(StandardReader):
                 problems.append((name, f"{self.annotation_file}: {why} ({entry['file_name']})"))
             self._anns[name].append(ann)
         return problems
-
-    def _files(self, name: str) -> dict[str, Path]:
-        image = self.image_dir / self._entries[name]["file_name"]
-        return {"image": image, "annotations": self.annotation_file}
 
     def image_id(self, index: int) -> int:
         """COCO image id of sample ``index``."""
@@ -236,7 +226,7 @@ class COCODataset(StandardReader):
         painted = np.zeros((height, width), np.int64)
         for rank, i in enumerate(order):
             painted[masks[i][2]] = rank + 1
-        instances, original = relabel(np.where((painted == 0) & crowd, -1, painted))
+        instances, original = relabel_consecutive(np.where((painted == 0) & crowd, -1, painted))
         instance_classes = np.asarray([cls[order[r - 1]] for r in original], dtype=np.int64)
         lookup = np.concatenate([[0], instance_classes])
         classes = np.where(instances > 0, lookup[np.maximum(instances, 0)], crowd_classes)

@@ -10,15 +10,16 @@ and ``FOLDER_PLANT`` (e.g. ``A1_plant001``) for files in subfolders.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..ops.labels import relabel_consecutive
 from .base import DATASETS
-from .detect import StandardReader, check_size, cvppp_folders, relabel
+from .detect import cvppp_folders
 from .io import DataError, read_image, read_labels
+from .reader import Problem, SampleFiles, StandardReader, check_size, files_with_suffix
 
 RGB_SUFFIX = "_rgb.png"
 LABEL_SUFFIX = "_label.png"
@@ -50,28 +51,18 @@ class CVPPPDataset(StandardReader):
 
     A sample: ``image`` ``(H, W, 3)`` float32 normalised (alpha dropped); ``instances`` ``(H, W)``
     int64 leaves renumbered 1..N in ascending order of the stored ids; ``classes`` ``(H, W)`` 0/1;
-    ``instance_classes`` ``(N,)`` ones; ``name``.
+    ``instance_classes`` ``(N,)`` ones; ``name``. Constructor: see
+    :class:`~pixelgroup.data.reader.StandardReader`.
 
     Args:
         root: a folder of ``*_rgb.png`` + ``*_label.png``, or a folder of such folders.
-        normalize: ``(low, high)`` percentiles mapped to 0 and 1 per image and channel, or ``None``.
-        names: restrict to these names.
         split: one subfolder (e.g. ``"A1"``); ``None`` = all of them.
-        skip_bad: skip (and record in ``.skipped``) bad samples instead of raising; reads every label
-            image when the reader is built.
+        skip_bad: reads every label image when the reader is built.
     """
 
     format_name = "cvppp"
 
-    def __init__(
-        self,
-        root: str | Path,
-        *,
-        normalize: tuple[float, float] | None = (1.0, 99.8),
-        names: Sequence[str] | None = None,
-        split: str | None = None,
-        skip_bad: bool = False,
-    ) -> None:
+    def _open(self, root: str | Path, split: str | None) -> tuple[SampleFiles, list[Problem]]:
         self.root = Path(root)
         folders = cvppp_folders(self.root)
         if not folders:
@@ -83,16 +74,17 @@ class CVPPPDataset(StandardReader):
                 raise DataError(f"{self.root / split}: CVPPP subfolder not found; available: {have}")
             folders = chosen
         self.class_names = ["background", "leaf"]
-        self._paths: dict[str, tuple[Path, Path]] = {}
+        files: SampleFiles = {}
         problems = []
         for folder in folders:
-            problems += self._list_folder(folder)
-        self._setup(list(self._paths), problems, names=names, normalize=normalize, skip_bad=skip_bad)
+            problems += self._list_folder(folder, files)
+        return files, problems
 
-    def _list_folder(self, folder: Path) -> list[tuple[str, str]]:
+    def _list_folder(self, folder: Path, files: SampleFiles) -> list[Problem]:
+        """Add the plants of ``folder`` to ``files``; the problems found."""
         prefix = "" if folder == self.root else f"{folder.name}_"
-        images = {p.name[: -len(RGB_SUFFIX)]: p for p in folder.glob(f"*{RGB_SUFFIX}")}
-        labels = {p.name[: -len(LABEL_SUFFIX)]: p for p in folder.glob(f"*{LABEL_SUFFIX}")}
+        images = files_with_suffix(folder, RGB_SUFFIX)
+        labels = files_with_suffix(folder, LABEL_SUFFIX)
         problems = []
         for stem in sorted(set(images) | set(labels)):
             name = prefix + stem
@@ -101,18 +93,14 @@ class CVPPPDataset(StandardReader):
             elif stem not in images:
                 problems.append((name, f"{labels[stem]}: label without its image {stem}{RGB_SUFFIX}"))
             else:
-                self._paths[name] = (images[stem], labels[stem])
+                files[name] = {"image": images[stem], "label": labels[stem]}
         return problems
-
-    def _files(self, name: str) -> dict[str, Path]:
-        image, label = self._paths[name]
-        return {"image": image, "label": label}
 
     def _annotation(self, name: str, size: tuple[int, int]) -> dict[str, np.ndarray]:
         files = self._files(name)
         leaves = read_leaf_labels(files["label"])
         check_size(size, leaves, files["image"], files["label"])
-        instances, original = relabel(leaves)
+        instances, original = relabel_consecutive(leaves)
         return {
             "instances": instances,
             "classes": (instances > 0).astype(np.int64),

@@ -1,29 +1,18 @@
-"""Standard dataset layouts: where their files are, :func:`detect_format`, and the reader skeleton.
+"""Standard dataset layouts: where their files are, and :func:`detect_format`.
 
 Each recogniser below answers "does this folder hold layout X, and where exactly?" without reading
 any image; the readers (``voc.py``, ``coco.py``, ``cityscapes.py``, ``cvppp.py``) use the same
-functions to resolve their root, so detection and reading never disagree.
-
-:class:`StandardReader` is the part the four readers share: the ``names`` subset, ``skip_bad``
-(validate every sample up front, skip and record the bad ones, log one warning with the count),
-normalisation and the sample dict of :mod:`pixelgroup.data.base`.
+functions to resolve their root, so detection and reading never disagree. The readers' shared
+skeleton is :class:`pixelgroup.data.reader.StandardReader` (re-exported here with ``image_size`` and
+``check_size``, which lived here before).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import tifffile
-from PIL import Image
-from torch.utils.data import Dataset
-
-from .io import TIFF_SUFFIXES, DataError, normalize_percentile, read_image
-
-logger = logging.getLogger(__name__)
+from .io import DataError
+from .reader import StandardReader, check_size, image_size  # noqa: F401  (moved to reader.py; kept importable)
 
 LOOKED_FOR = (
     "folder (images/ + masks/)",
@@ -97,144 +86,3 @@ def detect_format(root: str | Path) -> str:
         f"{root}: matches several dataset layouts ({', '.join(found)}); pass the format explicitly "
         "(--format NAME / format=NAME)"
     )
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """``(H, W)`` of an image file from its header, without decoding the pixels."""
-    try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            with tifffile.TiffFile(path) as tif:
-                shape = tif.pages[0].shape
-                return int(shape[0]), int(shape[1])
-        with Image.open(path) as im:
-            return int(im.height), int(im.width)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found; add it or remove its annotation") from None
-    except Exception as exc:  # decoders raise many types; all mean "cannot read this file"
-        raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc}); re-export it") from None
-
-
-def check_size(image_size_hw: tuple[int, int], labels: np.ndarray, image: Path, label: Path) -> None:
-    """Raise when a label image does not have the image's ``(H, W)``."""
-    if tuple(image_size_hw) != labels.shape:
-        raise DataError(
-            f"{label} has size {labels.shape} but its image {image} has size {tuple(image_size_hw)}; "
-            "labels must have the image's height and width"
-        )
-
-
-def relabel(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Map the positive ids of ``(H, W)`` ``ids`` to ``1..N`` in ascending order; 0 and -1 stay.
-
-    Returns:
-        ``(instances (H, W) int64, original_ids (N,))``: ``instances == k`` where
-        ``ids == original_ids[k - 1]``.
-    """
-    positive = ids > 0
-    original, inverse = np.unique(ids[positive], return_inverse=True)
-    out = np.where(ids < 0, -1, 0).astype(np.int64)
-    out[positive] = inverse + 1
-    return out, original
-
-
-class StandardReader(Dataset):
-    """Shared behaviour of the standard-dataset readers (a ``torch`` ``Dataset`` of sample dicts).
-
-    Subclasses list their samples, then call :meth:`_setup`; they implement ``_files(name)`` (a dict
-    of paths with the image under ``"image"``) and ``_annotation(name, (H, W))`` returning
-    ``instances``, ``classes`` and ``instance_classes`` and raising :class:`DataError` on bad data.
-
-    Attributes:
-        names: sample names (sorted), after ``names=`` and ``skip_bad``.
-        class_names: class names, index 0 = background.
-        skipped: ``(name, reason)`` of every sample dropped because ``skip_bad=True``.
-    """
-
-    format_name = "standard"
-    class_names: list[str]
-
-    def _setup(
-        self,
-        listed: Sequence[str],
-        problems: Sequence[tuple[str, str]],
-        *,
-        names: Sequence[str] | None,
-        normalize: tuple[float, float] | None,
-        skip_bad: bool,
-    ) -> None:
-        """Apply ``names``, then either raise on the first problem or skip and record bad samples.
-
-        Args:
-            listed: every sample name the layout lists.
-            problems: ``(key, reason)`` found while listing; ``key`` is a sample name or, for a
-                problem of the whole dataset (e.g. an annotation of an unknown image), any other text.
-        """
-        self.normalize = normalize
-        chosen = _choose(self.root, listed, names)
-        dropped = set(listed) - set(chosen)
-        problems = [(key, why) for key, why in problems if key not in dropped]
-        bad = {key for key, _ in problems}
-        if problems and not skip_bad:
-            more = f" ({len(problems)} problems in all)" if len(problems) > 1 else ""
-            raise DataError(f"{problems[0][1]}{more}; or pass skip_bad=True to skip bad samples")
-        self.skipped: list[tuple[str, str]] = list(problems)
-        self.names: list[str] = []
-        for name in chosen:
-            if name in bad:
-                continue
-            if skip_bad:
-                try:
-                    self._validate(name)
-                except DataError as err:
-                    self.skipped.append((name, str(err)))
-                    continue
-            self.names.append(name)
-        if self.skipped:
-            logger.warning(
-                "%s: skipped %d bad sample(s) of %d, kept %d (first: %s); see the reader's .skipped",
-                self.root, len(self.skipped), len(self.skipped) + len(self.names), len(self.names),
-                self.skipped[0][1],
-            )
-
-    def _files(self, name: str) -> dict[str, Path]:
-        raise NotImplementedError
-
-    def _annotation(self, name: str, size: tuple[int, int]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def _validate(self, name: str) -> None:
-        """Check one sample cheaply: the image header and the full annotation."""
-        self._annotation(name, image_size(self._files(name)["image"]))
-
-    def sample_files(self, index: int) -> dict[str, Path]:
-        """The files sample ``index`` is read from (``"image"`` plus the format's annotation files)."""
-        return self._files(self.names[index])
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        name = self.names[index]
-        image = read_image(self._files(name)["image"])
-        sample = self._annotation(name, image.shape[:2])
-        if self.normalize is None:
-            sample["image"] = (image[..., None] if image.ndim == 2 else image).astype(np.float32)
-        else:
-            sample["image"] = normalize_percentile(image, *self.normalize)
-        sample["name"] = name
-        return sample
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(root={str(self.root)!r}, n={len(self)}, skipped={len(self.skipped)})"
-
-
-def _choose(root: Path, listed: Sequence[str], names: Sequence[str] | None) -> list[str]:
-    if names is None:
-        return sorted(set(listed))
-    if isinstance(names, str):
-        raise TypeError("names must be a sequence of sample names, not a single string")
-    unknown = sorted(set(names) - set(listed))
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise DataError(f"{root}: unknown sample name(s) {shown}; use names from the reader's .names")
-    return sorted(set(names))

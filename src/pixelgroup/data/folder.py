@@ -12,12 +12,20 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .base import DATASETS
-from .io import IMAGE_SUFFIXES, LABEL_SUFFIXES, DataError, normalize_percentile, read_image, read_labels
+from .io import (
+    IMAGE_SUFFIXES,
+    LABEL_SUFFIXES,
+    DataError,
+    files_by_stem,
+    normalized_image,
+    read_image,
+    read_labels,
+)
+from .reader import Problem, select_names
 
 logger = logging.getLogger(__name__)
 
 _SHOW = 5  # names listed in an error message
-_Problem = tuple[str, str]  # (sample name, one-line reason with the fix)
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -25,30 +33,27 @@ def _listing(names: Sequence[str]) -> str:
     return ", ".join(names[:_SHOW]) + more
 
 
-def _files_by_stem(folder: Path, suffixes: Sequence[str], what: str) -> tuple[dict[str, Path], list[_Problem]]:
+def _files_by_stem(folder: Path, suffixes: Sequence[str], what: str) -> tuple[dict[str, Path], list[Problem]]:
     """Map stem -> file for the files of ``folder`` with one of ``suffixes``, and the problems found.
 
     A stem used twice (``a.png`` + ``a.tif``) and a JPEG mask are problems of that stem.
     """
     if not folder.is_dir():
         raise DataError(f"{folder}: {what} folder not found; a folder dataset is ROOT/images + ROOT/masks")
+    problems: list[Problem] = []
+    if what == "masks":
+        problems += [
+            (stem, f"{path}: JPEG masks are lossy and corrupt label ids; save it as PNG or TIFF")
+            for stem, paths in files_by_stem(folder, (".jpg", ".jpeg")).items() for path in paths
+        ]
     by_stem: dict[str, Path] = {}
-    problems: list[_Problem] = []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        suffix = path.suffix.lower()
-        if what == "masks" and suffix in (".jpg", ".jpeg"):
-            problems.append((path.stem, f"{path}: JPEG masks are lossy and corrupt label ids; save it as PNG or TIFF"))
-        elif suffix not in suffixes:
-            continue
-        elif path.stem in by_stem:
-            problems.append(
-                (path.stem, f"{folder}: two files share the name '{path.stem}' "
-                            f"({by_stem[path.stem].name}, {path.name}); keep one")
-            )
-        else:
-            by_stem[path.stem] = path
+    for stem, paths in files_by_stem(folder, suffixes).items():
+        by_stem[stem] = paths[0]
+        problems += [
+            (stem, f"{folder}: two files share the name '{stem}' ({paths[0].name}, {extra.name}); keep one")
+            for extra in paths[1:]
+        ]
+    problems.sort(key=lambda problem: problem[0])  # stable: in stem order, as the files are listed
     return by_stem, problems
 
 
@@ -92,7 +97,7 @@ class FolderDataset(Dataset):
             raise DataError(f"{self.root / 'images'}: no images ({', '.join(IMAGE_SUFFIXES)}); add some")
         problems += mask_problems + _pairing_problems(self.root, self._images, self._masks)
         listed = sorted(set(self._images) | set(self._masks) | {name for name, _ in problems})
-        chosen = listed if names is None else _subset(self.root, listed, names)
+        chosen = select_names(self.root, listed, names, what="image", hint="use stems of files in images/")
         problems = [(name, why) for name, why in problems if name in chosen]
         if problems and not skip_bad:
             others = sorted({name for name, _ in problems[1:]})
@@ -101,7 +106,7 @@ class FolderDataset(Dataset):
         self.normalize = normalize
         self._cache: dict[str, dict[str, Any]] = {}
         self._cache_budget = int(cache_mb * 2**20)
-        self.skipped: list[_Problem] = list(problems)
+        self.skipped: list[Problem] = list(problems)
         bad = {name for name, _ in problems}
         self.names: list[str] = [name for name in chosen if name not in bad]
         if skip_bad:
@@ -154,17 +159,13 @@ class FolderDataset(Dataset):
                 f"{image_path} has size {image.shape[:2]} but {mask_path} has size {instances.shape}; "
                 "masks must have the image's height and width"
             )
-        if self.normalize is None:
-            image = (image[..., None] if image.ndim == 2 else image).astype(np.float32)
-        else:
-            image = normalize_percentile(image, *self.normalize)
-        return {"image": image, "instances": instances, "name": name}
+        return {"image": normalized_image(image, self.normalize), "instances": instances, "name": name}
 
     def __repr__(self) -> str:
         return f"FolderDataset(root={str(self.root)!r}, n={len(self)}, skipped={len(self.skipped)})"
 
 
-def _pairing_problems(root: Path, images: dict[str, Path], masks: dict[str, Path]) -> list[_Problem]:
+def _pairing_problems(root: Path, images: dict[str, Path], masks: dict[str, Path]) -> list[Problem]:
     problems = [
         (name, f"{images[name]}: no mask for this image; add masks/{name}.tif (or .png) or remove the image")
         for name in sorted(set(images) - set(masks))
@@ -174,15 +175,6 @@ def _pairing_problems(root: Path, images: dict[str, Path], masks: dict[str, Path
         for name in sorted(set(masks) - set(images))
     ]
     return problems
-
-
-def _subset(root: Path, listed: Sequence[str], names: Sequence[str]) -> list[str]:
-    if isinstance(names, str):
-        raise TypeError("names must be a sequence of file stems, not a single string")
-    unknown = sorted(set(names) - set(listed))
-    if unknown:
-        raise DataError(f"{root}: unknown image name(s) {_listing(unknown)}; use stems of files in images/")
-    return sorted(set(names))
 
 
 def _rank(name: str, seed: int) -> bytes:

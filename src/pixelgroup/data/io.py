@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tifffile
@@ -234,6 +235,18 @@ def normalize_percentile(image: np.ndarray, low: float = 1.0, high: float = 99.8
     return ((x - p_low.astype(np.float32)) * scale).astype(np.float32, copy=False)
 
 
+def normalized_image(image: np.ndarray, normalize: tuple[float, float] | None) -> np.ndarray:
+    """A reader's sample image: ``(H, W, C)`` float32, percentile-normalised with ``normalize = (low,
+    high)`` (:func:`normalize_percentile`) or, with ``None``, the stored values as float32.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)`` as read by :func:`read_image`.
+    """
+    if normalize is None:
+        return (image[..., None] if image.ndim == 2 else image).astype(np.float32)
+    return normalize_percentile(image, *normalize)
+
+
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:
     """Expand files and folders (not recursive) into a list of image files.
 
@@ -264,3 +277,57 @@ def _images_in(folder: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[P
         p for p in folder.iterdir()
         if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
     )
+
+
+def files_by_stem(folder: str | Path, suffixes: Sequence[str]) -> dict[str, list[Path]]:
+    """Group the files of ``folder`` (not recursive, hidden files skipped) with one of ``suffixes`` by stem.
+
+    Returns:
+        ``stem -> [paths]`` in sorted order; a list longer than one is a clash (``a.png`` + ``a.tif``)
+        for the caller to report.
+    """
+    by_stem: dict[str, list[Path]] = {}
+    for path in _images_in(Path(folder), tuple(s.lower() for s in suffixes)):
+        by_stem.setdefault(path.stem, []).append(path)
+    return by_stem
+
+
+def index_by_stem(
+    folder: str | Path,
+    what: str,
+    *,
+    suffixes: Sequence[str],
+    skip: Callable[[str], bool] | None = None,
+    duplicates: Literal["raise", "first"] = "raise",
+    allow_empty: bool = False,
+) -> dict[str, Path]:
+    """Map stem -> file for the files of ``folder`` with one of ``suffixes`` (see :func:`files_by_stem`).
+
+    Args:
+        folder: the folder to list (not recursive).
+        what: what the folder holds, for error messages (``"images"``, ``"ground-truth"``).
+        suffixes: file suffixes to keep, e.g. :data:`IMAGE_SUFFIXES` or :data:`LABEL_SUFFIXES`.
+        skip: stems to leave out (e.g. ``lambda stem: stem.endswith("_overlay")``).
+        duplicates: ``"raise"`` on two files with the same stem, or ``"first"`` keeps the first in
+            sorted order.
+        allow_empty: return ``{}`` for a folder without matching files instead of raising.
+
+    Raises:
+        DataError: the folder does not exist, two files share a stem, or (unless ``allow_empty``) no
+            file matches; one line naming the folder and the fix.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: {what} folder not found; check the path")
+    found: dict[str, Path] = {}
+    for stem, paths in files_by_stem(folder, suffixes).items():
+        if skip is not None and skip(stem):
+            continue
+        if len(paths) > 1 and duplicates == "raise":
+            raise DataError(
+                f"{folder}: two {what} files named '{stem}' ({paths[0].name}, {paths[1].name}); keep one"
+            )
+        found[stem] = paths[0]
+    if not found and not allow_empty:
+        raise DataError(f"{folder}: no {what} files ({', '.join(suffixes)}) in this folder; add some")
+    return found

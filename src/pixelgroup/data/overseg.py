@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 from skimage import filters, segmentation
 
+from ..ops.labels import partition_ids
 from .io import DataError, read_image
 
 OversegMethod = Literal["felzenszwalb", "slic", "watershed"]
@@ -42,12 +43,6 @@ def _as_unit_float(image: np.ndarray) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError("oversegment: image contains NaN or inf; replace them (np.nan_to_num) first")
     return np.clip(x, 0.0, 1.0)
-
-
-def _consecutive(labels: np.ndarray) -> np.ndarray:
-    """Relabel any integer partition to ids ``0..S-1`` (in order of first value)."""
-    _, inverse = np.unique(labels, return_inverse=True)
-    return inverse.reshape(labels.shape).astype(np.int64)
 
 
 def oversegment(
@@ -91,7 +86,7 @@ def oversegment(
         labels = segmentation.watershed(gradient, markers=n_segments, compactness=comp)
     else:
         raise ValueError(f"oversegment: unknown method '{method}'; valid: felzenszwalb, slic, watershed")
-    return _consecutive(labels)
+    return partition_ids(labels)
 
 
 def read_segments(path: str | Path) -> np.ndarray:
@@ -112,7 +107,7 @@ def read_segments(path: str | Path) -> np.ndarray:
         arr = key
     if np.issubdtype(arr.dtype, np.floating) and not (arr == np.round(arr)).all():
         raise DataError(f"{path}: segment ids must be whole numbers; save them as an integer image")
-    return _consecutive(arr)
+    return partition_ids(arr)
 
 
 def find_segments(root: str | Path, name: str) -> Path | None:

@@ -22,26 +22,22 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from .base import DATASETS
-from .io import IMAGE_SUFFIXES, LABEL_SUFFIXES, DataError, normalize_percentile, read_image, read_labels
+from .io import (
+    IMAGE_SUFFIXES,
+    LABEL_SUFFIXES,
+    DataError,
+    index_by_stem,
+    normalized_image,
+    read_image,
+    read_labels,
+)
 from .overseg import find_segments, oversegment, read_segments
+from .reader import select_names
 
 logger = logging.getLogger(__name__)
 
 IGNORE = 255
 SegmentsSource = Literal["auto", "files", "felzenszwalb", "slic", "watershed"]
-
-
-def _by_stem(folder: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise DataError(f"{folder}: {what} folder not found; expected ROOT/images and ROOT/classes")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in suffixes:
-            if path.stem in found:
-                raise DataError(f"{folder}: two {what} files named '{path.stem}' ({found[path.stem].name}, "
-                                f"{path.name}); keep one")
-            found[path.stem] = path
-    return found
 
 
 def read_class_names(path: str | Path) -> list[str]:
@@ -106,8 +102,11 @@ class SemanticFolderDataset(Dataset):
             raise DataError(f"{self.root}: dataset folder not found; check the path")
         if segments not in (None, "auto", "files", "felzenszwalb", "slic", "watershed"):
             raise ValueError(f"segments='{segments}'; use auto, files, felzenszwalb, slic, watershed or None")
-        self._images = _by_stem(self.root / "images", IMAGE_SUFFIXES, "images")
-        self._classes = _by_stem(self.root / "classes", LABEL_SUFFIXES, "classes")
+        for sub in ("images", "classes"):
+            if not (self.root / sub).is_dir():
+                raise DataError(f"{self.root / sub}: {sub} folder not found; expected ROOT/images and ROOT/classes")
+        self._images = index_by_stem(self.root / "images", "images", suffixes=IMAGE_SUFFIXES, allow_empty=True)
+        self._classes = index_by_stem(self.root / "classes", "classes", suffixes=LABEL_SUFFIXES, allow_empty=True)
         if not self._images:
             raise DataError(f"{self.root / 'images'}: no images ({', '.join(IMAGE_SUFFIXES)}); add some")
         self.names: list[str] = self._select(names)
@@ -126,12 +125,7 @@ class SemanticFolderDataset(Dataset):
         self._cache_budget = int(cache_mb * 2**20)
 
     def _select(self, names: Sequence[str] | None) -> list[str]:
-        if isinstance(names, str):
-            raise TypeError("names must be a sequence of file stems, not a single string")
-        chosen = sorted(self._images) if names is None else sorted(set(names))
-        unknown = [n for n in chosen if n not in self._images]
-        if unknown:
-            raise DataError(f"{self.root}: unknown image name(s) {unknown[:5]}; use stems of images/ files")
+        chosen = select_names(self.root, list(self._images), names, what="image", hint="use stems of images/ files")
         no_label = [n for n in chosen if n not in self._classes]
         if no_label:
             raise DataError(f"{self.root / 'classes'}: no class map for image '{no_label[0]}' "
@@ -180,10 +174,7 @@ class SemanticFolderDataset(Dataset):
         if image.shape[:2] != classes.shape:
             raise DataError(f"{self._images[name]} has size {image.shape[:2]} but {self._classes[name]} has "
                             f"size {classes.shape}; class maps must have the image's height and width")
-        if self.normalize is None:
-            image = (image[..., None] if image.ndim == 2 else image).astype(np.float32)
-        else:
-            image = normalize_percentile(image, *self.normalize)
+        image = normalized_image(image, self.normalize)
         instances, owners = instances_from_classes(classes)
         sample = {"image": image, "classes": classes, "instances": instances, "instance_classes": owners,
                   "name": name}

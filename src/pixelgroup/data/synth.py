@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
+from ..ops.labels import relabel_consecutive
 from .io import DataError, write_image_png, write_image_tiff, write_labels
 
 logger = logging.getLogger(__name__)
@@ -429,18 +430,11 @@ def synth_rods(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndar
         # a capsule: |v| <= half width along the segment, rounded ends
         du = np.maximum(np.abs(u) - length / 2, 0.0)
         labels[du**2 + v**2 <= half_w**2] = k
-    labels = _consecutive_ids(labels)
+    labels = relabel_consecutive(labels)[0].astype(np.int32)
     image = np.where(labels > 0, 1.0, 0.0).astype(np.float32)
     image = ndimage.gaussian_filter(image, 1.0) * 0.8 + 0.1
     image = rng.poisson(image * 400).astype(np.float32) / 400 + rng.normal(0, 0.03, image.shape)
     return (np.clip(image, 0, 1) * 65535).astype(np.uint16), labels
-
-
-def _consecutive_ids(labels: np.ndarray) -> np.ndarray:
-    ids = np.unique(labels[labels > 0])
-    lut = np.zeros(int(labels.max()) + 1, np.int32)
-    lut[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
-    return lut[labels]
 
 
 _KINDS: dict[str, tuple[Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]], str]] = {

@@ -10,14 +10,15 @@ Layout (``root`` may also be its parent holding ``VOC2012/`` or ``VOCdevkit/VOC2
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..ops.labels import relabel_consecutive
 from .base import DATASETS
-from .detect import StandardReader, check_size, relabel, voc_root
+from .detect import voc_root
 from .io import DataError, read_labels
+from .reader import Problem, SampleFiles, StandardReader, check_size
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -34,29 +35,18 @@ class VOCDataset(StandardReader):
     A sample: ``image`` ``(H, W, 3)`` float32 normalised; ``instances`` ``(H, W)`` int64 (VOC's
     object indices renumbered 1..N, border 255 -> -1); ``classes`` ``(H, W)`` int64 (0..20, border
     -> -1); ``instance_classes`` ``(N,)`` the majority class of each instance's non-border pixels;
-    ``name``.
+    ``name``. Constructor: see :class:`~pixelgroup.data.reader.StandardReader`.
 
     Args:
         root: the ``VOC2012`` folder (or a parent holding ``VOC2012/`` or ``VOCdevkit/VOC2012/``).
-        normalize: ``(low, high)`` percentiles mapped to 0 and 1 per image and channel, or ``None``.
-        names: restrict to these names.
         split: ``ImageSets/Segmentation/{split}.txt`` (``train``, ``val``, ``trainval``); ``None`` =
             every ``SegmentationObject/*.png``.
-        skip_bad: skip (and record in ``.skipped``) samples with missing or malformed files instead
-            of raising; checks every sample when the reader is built.
+        skip_bad: skip samples with missing or malformed files (checked when the reader is built).
     """
 
     format_name = "voc"
 
-    def __init__(
-        self,
-        root: str | Path,
-        *,
-        normalize: tuple[float, float] | None = (1.0, 99.8),
-        names: Sequence[str] | None = None,
-        split: str | None = None,
-        skip_bad: bool = False,
-    ) -> None:
+    def _open(self, root: str | Path, split: str | None) -> tuple[SampleFiles, list[Problem]]:
         base = voc_root(Path(root))
         if base is None:
             raise DataError(
@@ -65,13 +55,17 @@ class VOCDataset(StandardReader):
             )
         self.root = base
         self.class_names = list(VOC_CLASSES)
-        listed = self._listed(split)
-        problems = []
-        for name in listed:
-            missing = [p for p in self._files(name).values() if not p.is_file()]
+        files, problems = {}, []
+        for name in self._listed(split):
+            files[name] = {
+                "image": base / "JPEGImages" / f"{name}.jpg",
+                "objects": base / "SegmentationObject" / f"{name}.png",
+                "classes": base / "SegmentationClass" / f"{name}.png",
+            }
+            missing = [p for p in files[name].values() if not p.is_file()]
             if missing:
                 problems.append((name, f"{missing[0]}: file not found for VOC sample '{name}'; add it"))
-        self._setup(listed, problems, names=names, normalize=normalize, skip_bad=skip_bad)
+        return files, problems
 
     def _listed(self, split: str | None) -> list[str]:
         if split is None:
@@ -82,13 +76,6 @@ class VOCDataset(StandardReader):
             have = sorted(p.stem for p in sets.glob("*.txt")) or ["(none)"]
             raise DataError(f"{path}: split '{split}' not found; available: {', '.join(have)}")
         return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-
-    def _files(self, name: str) -> dict[str, Path]:
-        return {
-            "image": self.root / "JPEGImages" / f"{name}.jpg",
-            "objects": self.root / "SegmentationObject" / f"{name}.png",
-            "classes": self.root / "SegmentationClass" / f"{name}.png",
-        }
 
     def _annotation(self, name: str, size: tuple[int, int]) -> dict[str, np.ndarray]:
         files = self._files(name)
@@ -102,7 +89,7 @@ class VOCDataset(StandardReader):
                 f"(255 = border); fix the annotation or remove '{name}'"
             )
         classes = np.where(classes == VOC_IGNORE, -1, classes)
-        instances, original = relabel(np.where(objects == VOC_IGNORE, -1, objects))
+        instances, original = relabel_consecutive(np.where(objects == VOC_IGNORE, -1, objects))
         instance_classes = _majority_class(instances, classes, len(original))
         empty = np.flatnonzero(instance_classes == 0)
         if empty.size:

@@ -32,7 +32,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 from skimage.segmentation import find_boundaries
 
-from .matching import as_label_image, check_same_shape, to_numpy
+from .checks import as_label_image, check_same_shape, to_numpy
 
 __all__ = ["BoundaryEvaluator", "correspond_pixels", "label_boundaries", "thin_boundaries"]
 

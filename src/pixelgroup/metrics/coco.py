@@ -6,8 +6,8 @@ sorted by score (stable) are greedily matched to the unmatched ground truth of h
 (ties go to the later ground truth, a detection matching only the crowd region is ignored); then,
 per category over the dataset, precision/recall ranked by score, precision made monotone and read at
 the 101 recall points 0:0.01:1; AP is their mean over the 10 IoU thresholds 0.50:0.05:0.95 and over
-categories with ground truth. :func:`coco_eval_reference` runs pycocotools itself on the same data
-(:func:`labels_to_coco`), and the tests check both agree to 1e-6.
+categories with ground truth. :func:`pixelgroup.metrics.coco_export.coco_eval_reference` runs
+pycocotools itself on the same data, and the tests check both agree to 1e-6.
 
 Per-instance values (scores, classes) are a 1-D array whose entry ``id - 1`` belongs to instance
 ``id`` (the :class:`pixelgroup.types.Instances` convention) or a dict ``id -> value``. Ground-truth
@@ -16,25 +16,21 @@ pixels < 0, or an ``ignore`` mask, form a crowd (``iscrowd=1``) region of every 
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .matching import as_label_image, label_overlap, per_instance_values, remove_void
+from .checks import as_label_image, per_image, per_instance_values
+from .matching import label_overlap, remove_void
 
 __all__ = [
     "IOU_THRESHOLDS",
     "RECALL_THRESHOLDS",
     "CocoAccumulator",
     "CocoResult",
-    "coco_eval_reference",
     "coco_segm_eval",
-    "instances_to_coco_results",
-    "labels_to_coco",
 ]
 
 # exactly COCOeval's Params.setDetParams values
@@ -105,11 +101,6 @@ def _greedy_match(ious: np.ndarray, crowd: np.ndarray | None) -> tuple[np.ndarra
     return matched, ignored
 
 
-def _values_or(values: Any, ids: np.ndarray, *, name: str, default: np.ndarray) -> np.ndarray:
-    """Per-instance values aligned with ``ids``, or ``default`` when ``values`` is None."""
-    return default if values is None else per_instance_values(values, ids, name=name)
-
-
 class CocoAccumulator:
     """Dataset accumulator for COCO mask AP: ``update`` per image, ``compute`` once, ``reset``.
 
@@ -150,9 +141,11 @@ class CocoAccumulator:
         pred = as_label_image(pred, name="pred")
         gt, _, void = remove_void(gt, pred, ignore)
         ov = label_overlap(gt, pred)
-        score = _values_or(scores, ov.pred_ids, name="scores", default=ov.pred_area.astype(float))
-        gt_cls = _values_or(gt_classes, ov.gt_ids, name="gt_classes", default=np.zeros(ov.gt_ids.size, int))
-        pred_cls = _values_or(
+        score = per_instance_values(scores, ov.pred_ids, name="scores", default=ov.pred_area.astype(float))
+        gt_cls = per_instance_values(
+            gt_classes, ov.gt_ids, name="gt_classes", default=np.zeros(ov.gt_ids.size, int)
+        )
+        pred_cls = per_instance_values(
             pred_classes, ov.pred_ids, name="pred_classes", default=np.zeros(ov.pred_ids.size, int)
         )
         iou = np.zeros((ov.pred_ids.size, ov.gt_ids.size))  # (P, G)
@@ -216,23 +209,6 @@ def _precision_recall(entries: list[_Detections], n_gt: int) -> tuple[np.ndarray
     return precision, recall
 
 
-def _iter_images(gt_list, pred_list, scores_list, gt_classes_list, pred_classes_list, ignore_list):
-    """Yield ``(gt, pred, scores, gt_classes, pred_classes, ignore)`` per image (None for absent lists)."""
-    lists = {
-        "pred_list": pred_list,
-        "scores_list": scores_list,
-        "gt_classes_list": gt_classes_list,
-        "pred_classes_list": pred_classes_list,
-        "ignore_list": ignore_list,
-    }
-    n = len(gt_list)
-    for name, seq in lists.items():
-        if seq is not None and len(seq) != n:
-            raise ValueError(f"{name} has {len(seq)} entries for {n} ground-truth images")
-    for i in range(n):
-        yield (gt_list[i], *(None if seq is None else seq[i] for seq in lists.values()))
-
-
 def coco_segm_eval(
     gt_list: Sequence[Any],
     pred_list: Sequence[Any],
@@ -244,138 +220,8 @@ def coco_segm_eval(
 ) -> CocoResult:
     """COCO mask AP of a list of predicted label images (see :class:`CocoAccumulator` for the arguments)."""
     acc = CocoAccumulator()
-    for gt, pred, scores, gcls, pcls, ign in _iter_images(
+    for gt, pred, scores, gcls, pcls, ign in per_image(
         gt_list, pred_list, scores_list, gt_classes_list, pred_classes_list, ignore_list
     ):
         acc.update(gt, pred, scores, gt_classes=gcls, pred_classes=pcls, ignore=ign)
     return acc.compute()
-
-
-def _encode(mask: np.ndarray) -> dict[str, Any]:
-    """COCO RLE of an ``(H, W)`` bool mask, counts as str (JSON-ready)."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
-def _rle_entry(mask: np.ndarray, image_id: int, category_id: int) -> dict[str, Any]:
-    from pycocotools import mask as mask_utils
-
-    rle = _encode(mask)
-    return {
-        "image_id": int(image_id),
-        "category_id": int(category_id),
-        "segmentation": rle,
-        "area": float(mask_utils.area(rle)),
-        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-    }
-
-
-def instances_to_coco_results(labels: Any, scores: Any, image_id: int, classes: Any = None) -> list[dict]:
-    """COCO results-JSON entries (``image_id``, ``category_id``, RLE ``segmentation``, ``score``).
-
-    Args:
-        labels: ``(H, W)`` non-negative integer label image.
-        scores: per instance (array entry ``id - 1`` or dict ``id -> score``); None uses the area.
-        image_id: COCO image id.
-        classes: per instance category id (same format), default 0.
-
-    Returns:
-        One dict per instance, ids ascending; RLE counts are ``str``.
-    """
-    labels = as_label_image(labels, name="labels")
-    ov = label_overlap(labels, labels)
-    ids = ov.gt_ids
-    score = _values_or(scores, ids, name="scores", default=ov.gt_area.astype(float))
-    cls = _values_or(classes, ids, name="classes", default=np.zeros(ids.size, int))
-    out = []
-    for i, s, c in zip(ids, score, cls):
-        entry = _rle_entry(labels == i, image_id, c)
-        del entry["area"], entry["bbox"]
-        entry["score"] = float(s)
-        out.append(entry)
-    return out
-
-
-def labels_to_coco(
-    gt_list: Sequence[Any],
-    pred_list: Sequence[Any],
-    scores_list: Sequence[Any] | None = None,
-    *,
-    gt_classes_list: Sequence[Any] | None = None,
-    pred_classes_list: Sequence[Any] | None = None,
-    ignore_list: Sequence[Any] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """COCO ground-truth dataset dict and results list for label images (image ids 1..n).
-
-    Ground-truth annotations use the void-free instances; void pixels (gt < 0 or ``ignore``) become
-    one ``iscrowd=1`` annotation per category. Categories are the classes seen in gt or pred.
-
-    Returns:
-        ``(gt_dict, results)``: ``gt_dict`` with ``images``, ``annotations``, ``categories``;
-        ``results`` as :func:`instances_to_coco_results`.
-    """
-    images, anns, results, per_image = [], [], [], []
-    categories: set[int] = set()
-    for k, (gt, pred, scores, gcls, pcls, ign) in enumerate(_iter_images(
-        gt_list, pred_list, scores_list, gt_classes_list, pred_classes_list, ignore_list
-    )):
-        gt, _, void = remove_void(gt, pred, ign)
-        ids = label_overlap(gt, gt).gt_ids
-        cls = _values_or(gcls, ids, name="gt_classes", default=np.zeros(ids.size, int))
-        image_results = instances_to_coco_results(pred, scores, k + 1, pcls)
-        categories.update(int(c) for c in cls)
-        categories.update(r["category_id"] for r in image_results)
-        images.append({"id": k + 1, "height": gt.shape[0], "width": gt.shape[1]})
-        results.extend(image_results)
-        per_image.append((gt, ids, cls, void))
-    for k, (gt, ids, cls, void) in enumerate(per_image):
-        for i, c in zip(ids, cls):
-            anns.append({**_rle_entry(gt == i, k + 1, c), "iscrowd": 0})
-        if void is not None:
-            anns.extend({**_rle_entry(void, k + 1, c), "iscrowd": 1} for c in sorted(categories))
-    for n, ann in enumerate(anns):
-        ann["id"] = n + 1
-    cats = [{"id": c, "name": str(c)} for c in sorted(categories)]
-    gt_dict = {"images": images, "annotations": anns, "categories": cats}
-    return gt_dict, results
-
-
-def coco_eval_reference(
-    gt_list: Sequence[Any],
-    pred_list: Sequence[Any],
-    scores_list: Sequence[Any] | None = None,
-    **kwargs: Any,
-) -> CocoResult:
-    """The same summary computed by pycocotools' ``COCOeval(iouType="segm")`` (slow; for testing).
-
-    Takes the arguments of :func:`labels_to_coco`. COCOeval's -1 ("no ground truth") becomes NaN.
-    """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    gt_dict, results = labels_to_coco(gt_list, pred_list, scores_list, **kwargs)
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = gt_dict
-        coco_gt.createIndex()
-        if results:
-            coco_dt = coco_gt.loadRes(results)
-        else:  # loadRes cannot take an empty list
-            coco_dt = COCO()
-            coco_dt.dataset = {**gt_dict, "annotations": []}
-            coco_dt.createIndex()
-        ev = COCOeval(coco_gt, coco_dt, iouType="segm")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    stats = [float("nan") if s == -1 else float(s) for s in ev.stats]
-    precision = ev.eval["precision"][:, :, :, 0, -1]  # (T, R, K), area "all", maxDets 100
-    per_class = {
-        int(c): float(precision[:, :, k].mean())
-        for k, c in enumerate(ev.params.catIds)
-        if (precision[:, :, k] > -1).any()
-    }
-    return CocoResult(ap=stats[0], ap50=stats[1], ap75=stats[2], ar100=stats[8], ap_per_class=per_class)

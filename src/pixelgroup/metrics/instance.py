@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from .checks import as_label_image
 from .coco import CocoAccumulator
 from .matching import (
     Matching,
-    as_label_image,
     label_overlap,
     match_overlap,
     mostly_void_predictions,

@@ -12,7 +12,7 @@ precision, recall, F1, the DSB 2018 / StarDist "accuracy" and the panoptic quali
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +20,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from .checks import as_label_image, check_same_shape, per_instance_values, to_numpy  # noqa: F401  (re-exported)
 
 __all__ = [
     "LabelOverlap",
@@ -37,63 +39,6 @@ __all__ = [
 ]
 
 _MAX_DENSE_BINS = 1 << 22  # joint-index bincount up to 4M bins (32 MB), np.unique beyond
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    """A numpy array from a numpy array, a torch tensor on any device, or a nested sequence."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def as_label_image(x: Any, *, name: str = "labels", allow_void: bool = False) -> np.ndarray:
-    """Validate a label image and return it as an ``(H, W)`` int64 numpy array.
-
-    Args:
-        x: ``(H, W)`` integer array or tensor, 0 = background, > 0 = instance ids.
-        name: how the argument is called in error messages.
-        allow_void: accept negative values (void / ignore pixels in ground truth).
-    """
-    arr = to_numpy(x)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be an (H, W) label image, got shape {arr.shape}; select one image")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}; cast labels with .astype(int)")
-    if not allow_void and arr.size and arr.min() < 0:
-        raise ValueError(f"{name} has negative values ({arr.min()}); only ground truth may mark void with -1")
-    return arr.astype(np.int64, copy=False)
-
-
-def check_same_shape(a: np.ndarray, b: np.ndarray, names: str = "gt and pred") -> None:
-    """Raise a ValueError naming both shapes if ``a`` and ``b`` differ in shape."""
-    if a.shape != b.shape:
-        raise ValueError(f"{names} must have the same shape, got {a.shape} and {b.shape}")
-
-
-def per_instance_values(values: Any, ids: np.ndarray, *, name: str) -> np.ndarray:
-    """Per-instance values (scores, classes) aligned with ``ids``.
-
-    Args:
-        values: a mapping ``id -> value``, or a 1-D array whose entry ``id - 1`` belongs to instance
-            ``id`` (the :class:`pixelgroup.types.Instances` convention).
-        ids: ``(N,)`` instance ids present in the label image.
-        name: how the argument is called in error messages.
-
-    Returns:
-        ``(N,)`` array, entry ``i`` for ``ids[i]``.
-    """
-    if isinstance(values, Mapping):
-        missing = [int(i) for i in ids if int(i) not in values]
-        if missing:
-            raise ValueError(f"{name} has no value for instance ids {missing[:5]}; give one per instance")
-        return np.asarray([values[int(i)] for i in ids])
-    arr = to_numpy(values).reshape(-1)
-    if len(ids) and int(ids.max()) > arr.shape[0]:
-        raise ValueError(
-            f"{name} has {arr.shape[0]} entries but the label image has id {int(ids.max())}; "
-            "give one value per id 1..max (entry id - 1) or a dict id -> value"
-        )
-    return arr[ids - 1]
 
 
 def remove_void(gt: Any, pred: Any, ignore: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from .matching import as_label_image, remove_void, to_numpy
+from ..ops.labels import relabel_consecutive
+from .checks import as_label_image, to_numpy
+from .matching import remove_void
 
 __all__ = ["ProposalEvaluator"]
 
@@ -60,12 +62,9 @@ def best_iou_per_object(gt: np.ndarray, masks: np.ndarray) -> np.ndarray:
     Returns:
         Row ``k - 1`` holds, per ground-truth object (ids ascending), the best IoU among the top k.
     """
-    ids, index = np.unique(gt, return_inverse=True)
+    index, ids = relabel_consecutive(gt)  # index 0 = background, 1..G = objects in id order
     index = index.reshape(-1)
-    if ids[0] != 0:
-        index = index + 1
-        ids = np.concatenate([[0], ids])
-    n_obj = ids.size - 1
+    n_obj = ids.size
     if masks.shape[0] == 0 or n_obj == 0:
         return np.zeros((masks.shape[0], n_obj))
     onehot = csr_matrix((np.ones(index.size), (np.arange(index.size), index)), shape=(index.size, n_obj + 1))

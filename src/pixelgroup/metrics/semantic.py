@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .matching import check_same_shape, to_numpy
+from .checks import check_same_shape, to_numpy
 
 __all__ = ["ConfusionMatrix"]
 
