@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from .. import data as _data  # noqa: F401  (registers the dataset readers)
 from ..config import RunConfig
-from ..data.base import DATASETS
 from ..data.check import check_dataset
 from ..data.detect import detect_format
 from ..data.folder import split_names
+from ..data.open import open_dataset
 from .build import get_method
 from .errors import TrainingError
 
@@ -19,20 +18,11 @@ log = logging.getLogger(__name__)
 
 
 def open_reader(cfg: RunConfig, root: str | Path, *, names=None, split: str | None = None):
-    """The dataset reader of ``cfg.data.format`` (``auto``: detected from ``root``'s layout)."""
-    fmt = detect_format(root) if cfg.data.format == "auto" else cfg.data.format
-    reader = DATASETS.get(fmt)
-    kwargs: dict[str, Any] = {"normalize": cfg.data.normalize, "names": names}
-    if split is not None:
-        kwargs["split"] = split
-    if cfg.data.skip_bad:
-        kwargs["skip_bad"] = True
-    if fmt == "semantic_folder":
-        kwargs["segments"] = cfg.data.segments
-    try:
-        return reader(root, **kwargs)
-    except TypeError as err:
-        raise TrainingError(f"dataset format '{fmt}' does not take {sorted(kwargs)[1:]}: {err}") from None
+    """The dataset reader of ``cfg.data.format`` (``auto``: detected from ``root``'s layout) with the
+    run's normalisation, ``skip_bad`` and over-segmentation settings."""
+    segments = None if cfg.data.segments == "auto" else cfg.data.segments
+    return open_dataset(root, format=cfg.data.format, normalize=cfg.data.normalize, names=names, split=split,
+                        skip_bad=cfg.data.skip_bad, segments=segments)
 
 
 def check_before_training(cfg: RunConfig, root: str | Path) -> None:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from pathlib import Path
@@ -13,9 +12,8 @@ from typing import Any
 import numpy as np
 
 from .. import data as _data  # noqa: F401  (registers the dataset readers)
-from ..data.base import DATASETS
-from ..data.detect import detect_format
-from ..data.io import DataError, read_labels
+from ..data.io import DataError, index_by_stem, read_labels
+from ..data.open import open_dataset
 from ..data.proposals import read_proposals
 from ..fileio import atomic_write_text
 from ..metrics.instance import InstanceEvaluator
@@ -27,15 +25,9 @@ LABEL_SUFFIXES = (".tif", ".tiff", ".png")
 
 
 def _index(folder: Path, what: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise DataError(f"{what} folder not found: {folder}")
-    files = {}
-    for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in LABEL_SUFFIXES and not p.stem.endswith("_overlay"):
-            files.setdefault(p.stem, p)
-    if not files:
-        raise DataError(f"{folder}: no label images (.tif/.tiff/.png) in this {what} folder")
-    return files
+    """Label images of ``folder`` by stem (overlays left out; of two files with one stem, the first)."""
+    return index_by_stem(folder, what, suffixes=LABEL_SUFFIXES, skip=lambda stem: stem.endswith("_overlay"),
+                         duplicates="first")
 
 
 def _scores(pred_path: Path, n: int) -> np.ndarray | None:
@@ -166,14 +158,7 @@ def _predicts_classes(paths: list[Path], pred_dir: str | Path) -> bool:
 
 def _open_ground_truth(gt_root: str | Path, format: str, split: str | None):
     """The dataset reader ``format`` on ``gt_root`` (raw images, no normalisation)."""
-    fmt = detect_format(gt_root) if format == "auto" else format
-    reader = DATASETS.get(fmt)
-    kwargs: dict[str, Any] = {"normalize": None}
-    if split is not None:
-        if "split" not in inspect.signature(reader).parameters:
-            raise ValueError(f"dataset format '{fmt}' has no splits; drop --split / split=")
-        kwargs["split"] = split
-    return reader(gt_root, **kwargs)
+    return open_dataset(gt_root, format=format, normalize=None, split=split)
 
 
 def _match_predictions(reader, pred_dir: Path) -> list[Path]:
