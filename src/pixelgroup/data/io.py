@@ -58,6 +58,15 @@ def _decode(path: Path, *, keep_palette: bool) -> tuple[np.ndarray, bool]:
             if im.mode == "LA":
                 arr = arr[..., 0]
             return arr, im.mode == "RGBA"
+    except PermissionError:
+        raise DataError(f"{path}: cannot read file (permission denied); make it readable "
+                        f"(e.g. chmod a+r {path}) or run as a user who may read it") from None
+    except OSError as exc:
+        if not path.is_file() or exc.errno is not None:  # vanished, or an I/O error of the disk/share
+            raise DataError(f"{path}: cannot read file ({exc.strerror or exc}); check the file and the disk") from None
+        raise DataError(
+            f"{path}: cannot read file ({type(exc).__name__}: {exc}); re-export it as TIFF or PNG"
+        ) from None
     except Exception as exc:  # decoders raise many types; all mean "cannot read this file"
         raise DataError(
             f"{path}: cannot read file ({type(exc).__name__}: {exc}); re-export it as TIFF or PNG"

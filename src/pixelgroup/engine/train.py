@@ -61,6 +61,8 @@ def open_reader(cfg: RunConfig, root: str | Path, *, names=None, split: str | No
         kwargs["skip_bad"] = True
     if fmt == "semantic_folder":
         kwargs["segments"] = cfg.data.segments
+    if fmt == "folder" and cfg.data.binary_masks == "components":
+        kwargs["binary_masks"] = "components"
     try:
         return reader(root, **kwargs)
     except TypeError as err:
@@ -74,12 +76,13 @@ def check_before_training(cfg: RunConfig, root: str | Path) -> None:
     fmt = detect_format(root) if cfg.data.format == "auto" else cfg.data.format
     if fmt == "semantic_folder":  # its reader checks pairs, sizes and class ids when opened
         return
-    report = check_dataset(root, format=fmt, max_samples=500)
+    binary = cfg.data.binary_masks if get_method(cfg).task == "instance" else "objects"
+    report = check_dataset(root, format=fmt, max_samples=500, binary_masks=binary)
     for problem in report.warnings:
         log.warning("%s: %s (%s)", problem.file, problem.message, problem.fix)
-    if not report.ok and not cfg.data.skip_bad:
-        raise TrainingError(f"{root} has problems; fix them or pass skip_bad (data.skip_bad: true):\n"
-                            + report.format())
+    if report.blocking or (not report.ok and not cfg.data.skip_bad):
+        how = "fix them" if report.blocking else "fix them or pass skip_bad (data.skip_bad: true)"
+        raise TrainingError(f"{root} has problems; {how}:\n" + report.format())
 
 
 def check_n_classes(cfg: RunConfig, reader) -> None:
