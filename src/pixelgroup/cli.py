@@ -135,6 +135,9 @@ def _device(name: str | None) -> str:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from .data.synth import write_synthetic
+    from .engine.outputs import check_out_folder
+
+    check_out_folder(args.out, flag="synth OUT")
 
     if args.kind == "semantic":
         from .data.synth_semantic import write_synthetic_semantic
