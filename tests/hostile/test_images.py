@@ -121,3 +121,11 @@ def test_channels_first_tiff_file_is_read_channels_last(tmp_path):
     path = tmp_path / "cf.tif"
     tifffile.imwrite(path, noise((3, 20, 24)), photometric="minisblack")
     assert read_image(path).shape == (20, 24, 3)
+
+
+@pytest.mark.parametrize(("axes", "what"), [("ZYX", "z-stack"), ("TYX", "time series")])
+def test_labelled_stacks_are_refused_not_read_as_channels(tmp_path, axes, what):
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, noise((3, 20, 24)), imagej=True, metadata={"axes": axes})
+    with pytest.raises(DataError, match=rf"stack\.tif: image is a {what} \(axes {axes}"):
+        read_image(path)
