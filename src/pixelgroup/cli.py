@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
 
-    p = sub.add_parser("predict", help="segment images with a trained model")
+    p = sub.add_parser("predict", help="segment images with a trained model", description=(
+        "Segment images into --out (a new or separate folder; existing results are kept unless --overwrite). "
+        "Exit status: 0 all inputs done; 1 some inputs could not be segmented (the others are written, "
+        "the bad ones listed on stderr); 2 nothing done (bad arguments, paths or model)."))
     p.add_argument("--model", type=Path, required=True, help="run folder or .pt checkpoint")
     p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     p.add_argument("--out", type=Path, required=True)
@@ -153,7 +156,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import RunConfig, load_config
+    from .engine.outputs import check_out_folder
     from .engine.train import fit
+
+    check_out_folder(args.out)
 
     cfg = load_config(args.config) if args.config else RunConfig()
     cfg = cfg.replace(**{

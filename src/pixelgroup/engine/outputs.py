@@ -35,15 +35,20 @@ def check_out_folder(out: str | Path, *, flag: str = "--out") -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{flag} {out}: is a file, not a folder; give a folder for the results")
+    return _check_parents(out, out, flag)
+
+
+def _check_parents(out: Path, shown: Path, flag: str) -> Path:
+    """The nearest existing folder above ``out`` is a folder we may write in."""
     existing = out
     while not existing.exists():
         if existing.parent == existing:
             break
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
-        raise OutputError(f"{flag} {out}: {existing} is a file, not a folder; give a folder for the results")
+        raise OutputError(f"{flag} {shown}: {existing} is a file, not a folder; give a path in a folder")
     if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(f"{flag} {out}: cannot write in {existing} (permission denied); "
+        raise OutputError(f"{flag} {shown}: cannot write in {existing} (permission denied); "
                           "choose a folder you can write to")
     return out
 
@@ -53,7 +58,7 @@ def check_out_file(path: str | Path, *, overwrite: bool, flag: str = "--json") -
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{flag} {path}: is a folder; give a file name, e.g. {path / 'results.json'}")
-    check_out_folder(path.parent, flag=flag)
+    _check_parents(path.parent, path, flag)
     if path.exists() and not overwrite:
         raise OutputError(f"{flag} {path}: file exists; pass --overwrite to replace it or choose another name")
     return path
