@@ -129,3 +129,16 @@ def test_labelled_stacks_are_refused_not_read_as_channels(tmp_path, axes, what):
     tifffile.imwrite(path, noise((3, 20, 24)), imagej=True, metadata={"axes": axes})
     with pytest.raises(DataError, match=rf"stack\.tif: image is a {what} \(axes {axes}"):
         read_image(path)
+
+
+def test_permission_error_names_the_file_even_as_root(tmp_path, monkeypatch, capsys):
+    """Root reads every file, so the operating system's refusal is simulated."""
+    path = write_tif(tmp_path / "in" / "locked.tif", noise((8, 8)))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(tifffile, "TiffFile", refuse)
+    with pytest.raises(DataError, match=r"locked\.tif: cannot read file \(permission denied\)") as info:
+        read_image(path)
+    assert "re-export" not in str(info.value)

@@ -159,3 +159,27 @@ def test_explain_refuses_existing_panels(model, inputs, tmp_path, capsys):
                        "--data", inputs)
     assert code == 2 and ("--overwrite" in err or "segsort" in err)
     assert (tmp_path / "e" / "a_seg000_class1.png").read_bytes() == b"earlier panel"
+
+
+def test_unwritable_out_folder_even_as_root(model, inputs, tmp_path, monkeypatch, capsys):
+    """Root writes anywhere, so the permission answer is simulated."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(locked) else real_access(p, mode))
+    code, _, err = _predict(capsys, model, inputs, locked / "out")
+    assert code == 2
+    one_line_error(err, str(locked), "permission denied", "choose a folder you can write to")
+    assert not (locked / "out").exists()
+
+
+def test_disk_full_while_writing_is_one_line(model, inputs, tmp_path, monkeypatch, capsys):
+    import pixelgroup.engine.predict as predict
+
+    def full(path, labels):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(predict, "write_labels", full)
+    code, _, err = _predict(capsys, model, inputs, tmp_path / "out")
+    assert code == 2
+    one_line_error(err, str(tmp_path / "out" / "a.tif"), "no space left on device")
