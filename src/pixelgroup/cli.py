@@ -17,6 +17,11 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
 
 
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results that exist already (default: refuse, nothing is written)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelgroup", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"pixelgroup {__version__}")
@@ -31,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--palette", default="class", choices=("class", "shared"),
                    help="semantic only: each class has its own hue (default), or all share one palette")
+    _add_overwrite(p)
 
     p = sub.add_parser("train", help="train a model")
     p.add_argument("--data", type=Path, required=True, help="training dataset folder")
@@ -49,11 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
 
-    p = sub.add_parser("predict", help="segment images with a trained model")
+    p = sub.add_parser("predict", help="segment images with a trained model", description=(
+        "Segment images into --out (a new or separate folder; existing results are kept unless --overwrite). "
+        "Exit status: 0 all inputs done; 1 some inputs could not be segmented (the others are written, "
+        "the bad ones listed on stderr); 2 nothing done (bad arguments, paths or model)."))
     p.add_argument("--model", type=Path, required=True, help="run folder or .pt checkpoint")
     p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--overlays", action="store_true", help="also write NAME_overlay.png")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first bad input (default: do the good ones, list the bad, exit 1)")
+    _add_overwrite(p)
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
 
@@ -61,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", type=Path, required=True, help="ground-truth folder (or dataset folder)")
     p.add_argument("--pred", type=Path, required=True)
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    _add_overwrite(p)
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--semantic", action="store_true", help="class maps (mIoU) instead of instances")
     kind.add_argument("--boundaries", action="store_true", help="boundary maps (BSDS ODS/OIS/AP)")
@@ -76,11 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default=None, help="dataset format (default: detected)")
     p.add_argument("--fix", action="store_true", help="turn binary masks into instance labels (originals kept)")
     p.add_argument("--max-samples", type=int, default=None, help="read at most this many samples")
+    p.add_argument("--binary-masks", default=None, choices=("check", "objects", "components"),
+                   help="binary masks with several objects: an error (check, default), one object per "
+                        "image as intended (objects), or one instance per connected component (components)")
 
     p = sub.add_parser("boundaries", help="boundary-probability maps from an embedding model")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("inputs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    _add_overwrite(p)
     _add_device(p)
 
     p = sub.add_parser("proposals", help="ranked object proposals (COCO RLE JSON) from an embedding model")
@@ -88,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--top", type=int, default=100, help="proposals kept per image")
+    _add_overwrite(p)
     _add_device(p)
 
     p = sub.add_parser("explain", help="SegSort: the training segments that voted for each predicted segment")
@@ -96,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data", type=Path, default=None, help="training data (default: the folder it was trained on)")
     p.add_argument("--k", type=int, default=None, help="voters shown (default: the model's k)")
+    _add_overwrite(p)
     _add_device(p)
 
     p = sub.add_parser("demo", help="synthetic data -> train -> predict -> evaluate, in minutes on a CPU")
@@ -119,20 +138,28 @@ def _device(name: str | None) -> str:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from .data.synth import write_synthetic
+    from .engine.outputs import check_out_folder
+
+    check_out_folder(args.out, flag="synth OUT")
 
     if args.kind == "semantic":
         from .data.synth_semantic import write_synthetic_semantic
 
-        paths = write_synthetic_semantic(args.out, n=args.n, size=args.size, seed=args.seed, palette=args.palette)
+        paths = write_synthetic_semantic(args.out, n=args.n, size=args.size, seed=args.seed, palette=args.palette,
+                                         overwrite=args.overwrite)
     else:
-        paths = write_synthetic(args.out, kind=args.kind, n=args.n, size=args.size, seed=args.seed)
+        paths = write_synthetic(args.out, kind=args.kind, n=args.n, size=args.size, seed=args.seed,
+                                overwrite=args.overwrite)
     print(f"wrote {len(paths)} {args.kind} images to {args.out}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import RunConfig, load_config
+    from .engine.outputs import check_out_folder
     from .engine.train import fit
+
+    check_out_folder(args.out)
 
     cfg = load_config(args.config) if args.config else RunConfig()
     cfg = cfg.replace(**{
@@ -152,15 +179,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .engine.segmenter import load_model
 
     seg = load_model(args.model, device=_device(args.device))
-    written = predict_paths(seg, args.inputs, args.out, overlays=args.overlays, progress=not args.no_progress)
-    print(f"wrote {len(written)} prediction(s) to {args.out}")
-    return 0
+    report = predict_paths(seg, args.inputs, args.out, overlays=args.overlays, progress=not args.no_progress,
+                           overwrite=args.overwrite, strict=args.strict)
+    print(f"wrote {len(report.written)} prediction(s) to {args.out}")
+    if not report.failed:
+        return 0
+    print(f"pixelgroup predict: {len(report.failed)} input(s) could not be segmented:", file=sys.stderr)
+    for _, reason in report.failed:
+        print(f"  {reason}", file=sys.stderr)
+    return 1
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine import evaluate as ev
     from .metrics.report import format_instance_table, format_semantic_table
 
+    if args.json is not None:
+        from .engine.outputs import check_out_file
+
+        check_out_file(args.json, overwrite=args.overwrite)
     dataset = args.format not in (None, "folder")
     if (dataset or args.split) and (args.semantic or args.boundaries or args.proposals):
         raise ValueError("--format/--split score instances; drop them with --semantic, --boundaries or --proposals")
@@ -188,7 +225,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from .data.check import check_dataset
 
-    report = check_dataset(args.root, format=args.format, fix=args.fix, max_samples=args.max_samples)
+    report = check_dataset(args.root, format=args.format, fix=args.fix, max_samples=args.max_samples,
+                           binary_masks=args.binary_masks or "check")
     print(report.format())
     return 0 if report.ok else 1
 
@@ -197,7 +235,8 @@ def _cmd_boundaries(args: argparse.Namespace) -> int:
     from .engine.embedding_tools import boundaries_paths
     from .engine.segmenter import load_model
 
-    written = boundaries_paths(load_model(args.model, device=_device(args.device)), args.inputs, args.out)
+    written = boundaries_paths(load_model(args.model, device=_device(args.device)), args.inputs, args.out,
+                               overwrite=args.overwrite)
     print(f"wrote {len(written)} boundary map(s) to {args.out}")
     return 0
 
@@ -207,7 +246,7 @@ def _cmd_proposals(args: argparse.Namespace) -> int:
     from .engine.segmenter import load_model
 
     seg = load_model(args.model, device=_device(args.device))
-    written = proposals_paths(seg, args.inputs, args.out, top_k=args.top)
+    written = proposals_paths(seg, args.inputs, args.out, top_k=args.top, overwrite=args.overwrite)
     print(f"wrote proposals for {len(written)} image(s) to {args.out}")
     return 0
 
@@ -221,7 +260,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if data is None:
         raise ValueError("the model does not record its training data; pass --data DIR")
     written = explain_image(load_model(args.model, device=_device(args.device)), args.image, args.out,
-                            data_root=data, k=args.k)
+                            data_root=data, k=args.k, overwrite=args.overwrite)
     print(f"wrote {len(written)} segment panel(s) to {args.out}")
     return 0
 
@@ -238,6 +277,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(err: BaseException) -> str:
+    """The message of ``err``; an ``OSError`` as "FILE: reason" (no errno tuple, no traceback)."""
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    if isinstance(err, OSError) and err.strerror:  # raised by the OS, not by our code with a message
+        where = f"{err.filename}: " if err.filename else ""
+        hint = {PermissionError: "check the permissions or choose another path",
+                IsADirectoryError: "give a file, not a folder", NotADirectoryError: "a file is in the way of a folder",
+                FileExistsError: "a file is in the way of a folder"}.get(type(err), "check the path")
+        return f"{where}{err.strerror.lower()}; {hint}"
+    return str(err)
+
+
 COMMANDS = {"synth": _cmd_synth, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate,
             "demo": _cmd_demo, "check": _cmd_check, "boundaries": _cmd_boundaries, "proposals": _cmd_proposals,
             "explain": _cmd_explain}
@@ -249,11 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
         if args.verbose:
             raise
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"pixelgroup {args.command}: error: {msg}", file=sys.stderr)
+        print(f"pixelgroup {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; resume training with --resume", file=sys.stderr)

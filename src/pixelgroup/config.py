@@ -24,6 +24,10 @@ class DataConfig:
             ``cityscapes``, ``cvppp``, ``semantic_folder``) or ``auto`` (detected from the layout).
         split: image-set of the standard formats (VOC ``train``/``val``, Cityscapes ``train``, ...).
         skip_bad: skip (and count) malformed samples instead of stopping.
+        binary_masks: how a 0/1 (or 0/255) instance mask with several separate objects is meant:
+            ``check`` (an error: ``pixelgroup check --fix`` labels the objects), ``objects`` (each
+            mask is one object, as intended) or ``components`` (each connected component is an
+            instance, labelled when reading; ``folder`` format).
         segments: over-segmentation for unsupervised SegSort (``semantic_folder`` only): ``auto``
             (``DIR/segments`` when present), ``files`` (required), or a method computing them
             (``felzenszwalb``, ``slic``, ``watershed``).
@@ -38,6 +42,7 @@ class DataConfig:
     format: str = "auto"
     split: str | None = None
     skip_bad: bool = False
+    binary_masks: str = "check"
     segments: str = "auto"
     normalize: tuple[float, float] = (1.0, 99.8)
     crop_size: int = 128

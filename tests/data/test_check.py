@@ -76,7 +76,7 @@ def _binary_mask(shape=(32, 32), high=255):
 def test_folder_problems_are_each_reported(tmp_path):
     make_folder(tmp_path, n=2)
     img, msk = tmp_path / "images", tmp_path / "masks"
-    save_png(msk / "img0.png", _binary_mask())  # binary, 2 components -> warning
+    save_png(msk / "img0.png", _binary_mask())  # binary, 2 components -> error (blocking)
     tifffile.imwrite(img / "flat.tif", np.full((32, 32), 7, np.uint8))  # constant image -> warning
     save_png(msk / "flat.png", np.zeros((32, 32), np.uint8))  # empty mask -> warning
     tifffile.imwrite(img / "small.tif", noise_image((32, 32), 1))
@@ -97,23 +97,24 @@ def test_folder_problems_are_each_reported(tmp_path):
     report = check_dataset(tmp_path)
     errors, warnings = _problems(report, "error"), _problems(report, "warning")
     assert not report.ok and report.dataset_format == "folder"
-    assert sorted(errors) == ["images/alone.tif", "images/img1", "masks/interp.tif", "masks/jpg.jpg",
-                              "masks/orphan.png", "masks/small.png"]
+    assert sorted(errors) == ["images/alone.tif", "images/img1", "masks/img0.png", "masks/interp.tif",
+                              "masks/jpg.jpg", "masks/orphan.png", "masks/small.png"]
     assert "image without a mask" in errors["images/alone.tif"]
     assert "2 files share the name 'img1'" in errors["images/img1"]
     assert "non-integer values" in errors["masks/interp.tif"]
     assert "JPEG mask" in errors["masks/jpg.jpg"]
     assert "mask without an image" in errors["masks/orphan.png"]
     assert "mask size (16, 32) differs from the image's (32, 32)" in errors["masks/small.png"]
-    assert sorted(warnings) == ["images/flat.tif", "masks/flat.png", "masks/frag.png", "masks/img0.png"]
+    assert sorted(warnings) == ["images/flat.tif", "masks/flat.png", "masks/frag.png"]
     assert "constant" in warnings["images/flat.tif"]
     assert "no instance" in warnings["masks/flat.png"]
     assert "3 of 4 instances have fewer than 5 pixels" in warnings["masks/frag.png"]
-    assert "binary mask (values [0, 255]) with 2 separate objects" in warnings["masks/img0.png"]
-    assert report.counts["errors"] == 6 and report.counts["warnings"] == 4
+    assert "binary mask (values [0, 255]) with 2 separate objects" in errors["masks/img0.png"]
+    assert [p.file for p in report.blocking] == ["masks/img0.png"]
+    assert report.counts["errors"] == 7 and report.counts["warnings"] == 3
     text = report.format()
-    assert text.startswith(f"pixelgroup check: {tmp_path} (format: folder)") and "FAILED: 6 error(s)" in text
-    assert all(isinstance(p, Problem) and len(p) == 4 and p.fix for p in report.problems)
+    assert text.startswith(f"pixelgroup check: {tmp_path} (format: folder)") and "FAILED: 7 error(s)" in text
+    assert all(isinstance(p, Problem) and len(p) == 5 and p.fix for p in report.problems)
 
 
 @pytest.mark.parametrize("high", [1, 255])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from skimage.measure import label as connected_components
 from torch.utils.data import Dataset
 
 from .base import DATASETS
@@ -72,7 +73,11 @@ class FolderDataset(Dataset):
         names: restrict to these stems (e.g. one side of :func:`split_names`); ``None`` = all.
         cache_mb: keep decoded samples in memory up to this many megabytes (0 = never cache).
         skip_bad: instead of raising on the first problem, read every sample up front and skip
-            (and record in ``skipped``) the unpaired, duplicated, unreadable or mismatched ones.
+            (and record in ``skipped``) the unpaired, duplicated, unreadable, mismatched or
+            non-finite (NaN/inf pixels) ones.
+        binary_masks: ``components`` labels the connected components (8-connectivity) of each
+            binary (0/1 or 0/255) mask as instances; ``check``/``objects`` read masks as stored
+            (``pixelgroup check`` reports binary masks with several objects under ``check``).
 
     Attributes:
         names: the sample stems, sorted.
@@ -87,8 +92,10 @@ class FolderDataset(Dataset):
         names: Sequence[str] | None = None,
         cache_mb: float = 1024.0,
         skip_bad: bool = False,
+        binary_masks: str = "check",
     ) -> None:
         self.root = Path(root)
+        self.binary_masks = binary_masks
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset folder not found; check the path")
         self._images, problems = _files_by_stem(self.root / "images", IMAGE_SUFFIXES, "images")
@@ -153,7 +160,12 @@ class FolderDataset(Dataset):
     def _read(self, name: str) -> dict[str, Any]:
         image_path, mask_path = self._images[name], self._masks[name]
         image = read_image(image_path)
+        if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+            raise DataError(f"{image_path}: image has NaN or inf pixels; re-export it with finite values "
+                            "(e.g. np.nan_to_num) or remove it")
         instances = read_labels(mask_path)
+        if self.binary_masks == "components" and set(np.unique(instances).tolist()) - {0} in ({1}, {255}):
+            instances = connected_components(instances > 0, connectivity=2).astype(np.int64)
         if image.shape[:2] != instances.shape:
             raise DataError(
                 f"{image_path} has size {image.shape[:2]} but {mask_path} has size {instances.shape}; "

@@ -39,6 +39,23 @@ def _check_file(path: Path, suffixes: Sequence[str], what: str) -> None:
         raise DataError(f"{path}: {what} file not found; check the path")
 
 
+_warned_pages = False
+
+
+def _check_tiff_axes(path: Path, axes: str, shape: tuple[int, ...]) -> None:
+    """Refuse z-stacks and time series (axes Z or T in the file's metadata); say once that pages
+    without axes metadata (``Q``/``I``) are read as channels."""
+    global _warned_pages
+    axes = "".join(a for a, n in zip(axes, shape) if n > 1)
+    if any(a in axes for a in "ZT"):
+        raise DataError(f"{path}: image is a {'z-stack' if 'Z' in axes else 'time series'} (axes {axes}, shape "
+                        f"{shape}); save one plane or a projection as a 2D image")
+    if len(axes) == 3 and axes[0] in "QI" and shape[-3] <= 4 and not _warned_pages:
+        _warned_pages = True
+        logger.warning("%s: its %d pages are read as channels (no axes metadata); if they are z-planes, "
+                       "save one plane or a projection", path, shape[-3])
+
+
 def _decode(path: Path, *, keep_palette: bool) -> tuple[np.ndarray, bool]:
     """The stored array and whether a 4th channel is alpha. Palette PNGs give indices if asked."""
     try:
@@ -46,7 +63,9 @@ def _decode(path: Path, *, keep_palette: bool) -> tuple[np.ndarray, bool]:
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
                 rgba = page.photometric == tifffile.PHOTOMETRIC.RGB and bool(page.extrasamples)
-                return tif.asarray(), rgba
+                arr = tif.asarray()
+                _check_tiff_axes(path, tif.series[0].axes, arr.shape)
+                return arr, rgba
         with Image.open(path) as im:
             im.load()
             if im.mode == "P" and not keep_palette:
@@ -59,6 +78,17 @@ def _decode(path: Path, *, keep_palette: bool) -> tuple[np.ndarray, bool]:
             if im.mode == "LA":
                 arr = arr[..., 0]
             return arr, im.mode == "RGBA"
+    except DataError:
+        raise
+    except PermissionError:
+        raise DataError(f"{path}: cannot read file (permission denied); make it readable "
+                        f"(e.g. chmod a+r {path}) or run as a user who may read it") from None
+    except OSError as exc:
+        if not path.is_file() or exc.errno is not None:  # vanished, or an I/O error of the disk/share
+            raise DataError(f"{path}: cannot read file ({exc.strerror or exc}); check the file and the disk") from None
+        raise DataError(
+            f"{path}: cannot read file ({type(exc).__name__}: {exc}); re-export it as TIFF or PNG"
+        ) from None
     except Exception as exc:  # decoders raise many types; all mean "cannot read this file"
         raise DataError(
             f"{path}: cannot read file ({type(exc).__name__}: {exc}); re-export it as TIFF or PNG"

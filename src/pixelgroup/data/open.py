@@ -27,6 +27,7 @@ def open_dataset(
     split: str | None = None,
     skip_bad: bool = False,
     segments: str | None = None,
+    binary_masks: str | None = None,
 ) -> Any:
     """The reader of ``format`` on ``root``: ``DATASETS.get(format)(root, normalize=..., names=..., ...)``.
 
@@ -43,6 +44,8 @@ def open_dataset(
         skip_bad: skip and record bad samples instead of raising (readers with ``skip_bad``).
         segments: over-segmentation source of ``semantic_folder`` (``auto``, ``files``,
             ``felzenszwalb``, ``slic``, ``watershed``); ``None`` = the reader's default.
+        binary_masks: how the ``folder`` reader reads a 0/1 or 0/255 mask (``check``, ``objects``,
+            ``components`` = its connected components); ``None`` = the reader's default.
 
     Returns:
         The reader: a ``torch`` ``Dataset`` of sample dicts (see :mod:`pixelgroup.data.base`).
@@ -54,7 +57,8 @@ def open_dataset(
     """
     fmt = detect_format(root) if format == "auto" else format
     reader = DATASETS.get(fmt)
-    options: dict[str, Any] = {"split": split, "skip_bad": skip_bad or None, "segments": segments}
+    options: dict[str, Any] = {"split": split, "skip_bad": skip_bad or None, "segments": segments,
+                               "binary_masks": binary_masks}
     given = {key: value for key, value in options.items() if value is not None}
     taken = inspect.signature(reader).parameters
     refused = [key for key in given if key not in taken]

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..ops.labels import relabel_consecutive
-from .io import DataError, write_image_png, write_image_tiff, write_labels
+from .io import DataError, read_image, read_labels, write_image_png, write_image_tiff, write_labels
 
 logger = logging.getLogger(__name__)
 
@@ -444,12 +444,15 @@ _KINDS: dict[str, tuple[Callable[[np.random.Generator, int], tuple[np.ndarray, n
 }
 
 
-def write_synthetic(out: str | Path, *, kind: Kind, n: int, size: int, seed: int) -> list[Path]:
+def write_synthetic(out: str | Path, *, kind: Kind, n: int, size: int, seed: int,
+                    overwrite: bool = False) -> list[Path]:
     """Write a folder dataset ``out/images/NAME.{tif,png}`` + ``out/masks/NAME.tif``.
 
     Image ``i`` is drawn from ``np.random.default_rng([seed, i])`` and named ``{kind}_{i:04d}``.
-    Re-running with the same arguments rewrites identical files; a folder that already holds other
-    images or masks is refused (so two datasets are never mixed).
+    Re-running with the same arguments rewrites identical files; files of the same names with other
+    contents (another seed or size) are replaced only with ``overwrite``, and a folder that already
+    holds other images or masks is refused (so two datasets are never mixed). Both checks run before
+    anything is written.
 
     Returns:
         The image paths, in order.
@@ -462,6 +465,10 @@ def write_synthetic(out: str | Path, *, kind: Kind, n: int, size: int, seed: int
     out = Path(out)
     names = [f"{kind}_{i:0{max(4, len(str(n - 1)))}d}" for i in range(n)]
     _check_empty(out, {f"images/{name}{suffix}" for name in names} | {f"masks/{name}.tif" for name in names})
+    if not overwrite:
+        refuse_different(out, [(out / "images" / f"{name}{suffix}", out / "masks" / f"{name}.tif",
+                                lambda i=i: generate(np.random.default_rng([seed, i]), size))
+                               for i, name in enumerate(names)])
     paths = []
     for i, name in enumerate(names):
         image, labels = generate(np.random.default_rng([seed, i]), size)
@@ -472,8 +479,29 @@ def write_synthetic(out: str | Path, *, kind: Kind, n: int, size: int, seed: int
             write_image_tiff(image_path, image)
         write_labels(out / "masks" / f"{name}.tif", labels)
         paths.append(image_path)
-    logger.info("wrote %d synthetic %s images (%d px) to %s", n, kind, size, out)
+    logger.debug("wrote %d synthetic %s images (%d px) to %s", n, kind, size, out)
     return paths
+
+
+def refuse_different(out: Path, samples: Sequence[tuple[Path, Path, Callable[[], tuple]]]) -> None:
+    """Raise when an existing ``(image, labels)`` file pair differs from what ``make()`` generates.
+
+    ``samples`` holds ``(image_path, label_path, make)``; only pairs with a file present are
+    generated and compared (pixel values, not bytes), so re-running the same command is allowed.
+    """
+    for image_path, label_path, make in samples:
+        if not (image_path.exists() or label_path.exists()):
+            continue
+        image, labels = make()
+        try:
+            same = np.array_equal(read_image(image_path), image) and np.array_equal(read_labels(label_path), labels)
+        except DataError:
+            same = False
+        if not same:
+            raise DataError(
+                f"{out}: already holds a different dataset ({image_path.name} differs from what these "
+                "arguments generate); pass --overwrite to replace it or choose another folder"
+            )
 
 
 def _check_empty(out: Path, expected: set[str]) -> None:

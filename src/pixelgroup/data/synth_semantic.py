@@ -34,6 +34,7 @@ from scipy import ndimage
 
 from ..fileio import atomic_write_text
 from .io import write_image_png, write_labels
+from .synth import refuse_different
 
 CLASS_NAMES = ("background", "striped_disc", "dotted_square", "checkered_triangle", "speckled_cross",
                "shaded_ellipse")
@@ -186,11 +187,14 @@ def synth_semantic(
 
 
 def write_synthetic_semantic(
-    out: str | Path, *, n: int = 32, size: int | tuple[int, int] = 128, seed: int = 0, palette: str = "class"
+    out: str | Path, *, n: int = 32, size: int | tuple[int, int] = 128, seed: int = 0, palette: str = "class",
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write ``n`` scenes (see :func:`synth_semantic`) as a ``semantic_folder`` dataset.
 
     Writes ``out/images/synth_XXXX.png``, ``out/classes/synth_XXXX.png`` and ``out/classes.txt``.
+    Existing scenes of the same names with other contents are replaced only with ``overwrite``
+    (checked before anything is written; re-running the same command is allowed).
 
     Returns:
         The image paths, in order.
@@ -198,6 +202,10 @@ def write_synthetic_semantic(
     if n < 1:
         raise ValueError(f"write_synthetic_semantic: n must be >= 1, got {n}")
     out = Path(out)
+    if not overwrite:
+        refuse_different(out, [(out / "images" / f"synth_{i:04d}.png", out / "classes" / f"synth_{i:04d}.png",
+                                lambda i=i: synth_semantic(np.random.default_rng([seed, i]), size, palette=palette))
+                               for i in range(n)])
     paths = []
     for i in range(n):
         image, classes = synth_semantic(np.random.default_rng([seed, i]), size, palette=palette)

@@ -21,8 +21,10 @@ def open_reader(cfg: RunConfig, root: str | Path, *, names=None, split: str | No
     """The dataset reader of ``cfg.data.format`` (``auto``: detected from ``root``'s layout) with the
     run's normalisation, ``skip_bad`` and over-segmentation settings."""
     segments = None if cfg.data.segments == "auto" else cfg.data.segments
-    return open_dataset(root, format=cfg.data.format, normalize=cfg.data.normalize, names=names, split=split,
-                        skip_bad=cfg.data.skip_bad, segments=segments)
+    fmt = detect_format(root) if cfg.data.format == "auto" else cfg.data.format
+    binary = "components" if fmt == "folder" and cfg.data.binary_masks == "components" else None
+    return open_dataset(root, format=fmt, normalize=cfg.data.normalize, names=names, split=split,
+                        skip_bad=cfg.data.skip_bad, segments=segments, binary_masks=binary)
 
 
 def check_before_training(cfg: RunConfig, root: str | Path) -> None:
@@ -32,12 +34,13 @@ def check_before_training(cfg: RunConfig, root: str | Path) -> None:
     fmt = detect_format(root) if cfg.data.format == "auto" else cfg.data.format
     if fmt == "semantic_folder":  # its reader checks pairs, sizes and class ids when opened
         return
-    report = check_dataset(root, format=fmt, max_samples=500)
+    binary = cfg.data.binary_masks if get_method(cfg).task == "instance" else "objects"
+    report = check_dataset(root, format=fmt, max_samples=500, binary_masks=binary)
     for problem in report.warnings:
         log.warning("%s: %s (%s)", problem.file, problem.message, problem.fix)
-    if not report.ok and not cfg.data.skip_bad:
-        raise TrainingError(f"{root} has problems; fix them or pass skip_bad (data.skip_bad: true):\n"
-                            + report.format())
+    if report.blocking or (not report.ok and not cfg.data.skip_bad):
+        how = "fix them" if report.blocking else "fix them or pass skip_bad (data.skip_bad: true)"
+        raise TrainingError(f"{root} has problems; {how}:\n" + report.format())
 
 
 def check_n_classes(cfg: RunConfig, reader) -> None:

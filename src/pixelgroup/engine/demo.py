@@ -41,6 +41,7 @@ def run_demo(out: str | Path = "pixelgroup-demo", *, method: str = "spatial", mi
     result = fit(cfg, data=out / "train", out=out / "run", device=device, progress=progress,
                  resume=(out / "run" / "last.pt").is_file())
     seg = load_model(out / "run", device=device)
-    predict_paths(seg, [out / "test" / "images"], out / "pred", overlays=True, progress=progress)
+    predict_paths(seg, [out / "test" / "images"], out / "pred", overlays=True, progress=progress,
+                  overwrite=True)
     results = evaluate_folders(out / "test", out / "pred", json_path=out / "results.json")
     return DemoResult(out, results, result.seconds)

@@ -17,6 +17,7 @@ from ..grouping.boundaries import embedding_boundaries
 from ..grouping.proposals import embedding_proposals
 from ..methods.base import split_kwargs
 from .datasets import open_reader
+from .outputs import plan_outputs
 from .predict import class_colours
 from .segmenter import Segmenter
 
@@ -35,28 +36,37 @@ def _embedding(seg: Segmenter, image: np.ndarray) -> tuple[torch.Tensor, torch.T
 
 
 def boundaries_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path, *,
-                     scales: tuple[int, ...] = (1, 2, 4)) -> list[Path]:
-    """Write ``NAME.png`` boundary-probability maps (8-bit, 255 = certain boundary) for every input."""
-    out = Path(out)
+                     scales: tuple[int, ...] = (1, 2, 4), overwrite: bool = False) -> list[Path]:
+    """Write ``NAME.png`` boundary-probability maps (8-bit, 255 = certain boundary) for every input.
+
+    Outputs are checked first as in :func:`~pixelgroup.engine.outputs.plan_outputs` (existing maps
+    are replaced only with ``overwrite``).
+    """
+    paths = find_images(inputs)
+    plan = plan_outputs(paths, out, lambda p: [f"{p.stem}.png"], overwrite=overwrite)
     written = []
-    for path in find_images(inputs):
+    for path in paths:
         emb, _ = _embedding(seg, read_image(path))
         prob = embedding_boundaries(emb, scales=scales).cpu().numpy()
-        target = out / f"{path.stem}.png"
+        target = plan[path][0]
         write_image_png(target, np.round(prob * 255).astype(np.uint8))
         written.append(target)
     return written
 
 
 def proposals_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path, *,
-                    top_k: int = 100) -> list[Path]:
-    """Write ``NAME.json``: ranked proposals as COCO-style RLE (``size``, ``counts``) with scores."""
-    out = Path(out)
+                    top_k: int = 100, overwrite: bool = False) -> list[Path]:
+    """Write ``NAME.json``: ranked proposals as COCO-style RLE (``size``, ``counts``) with scores.
+
+    Existing files are replaced only with ``overwrite`` (see :mod:`pixelgroup.engine.outputs`).
+    """
+    paths = find_images(inputs)
+    plan = plan_outputs(paths, out, lambda p: [f"{p.stem}.json"], overwrite=overwrite)
     written = []
-    for path in find_images(inputs):
+    for path in paths:
         emb, fg = _embedding(seg, read_image(path))
         props = embedding_proposals(emb, foreground=fg, top_k=top_k)
-        target = out / f"{path.stem}.json"
+        target = plan[path][0]
         write_proposals(target, [m for m, _ in props], [s for _, s in props], image=str(path))
         written.append(target)
     return written
@@ -68,13 +78,17 @@ def _tile(image01: np.ndarray, size: int) -> np.ndarray:
 
 
 def explain_image(seg: Segmenter, image_path: str | Path, out: str | Path, *, data_root: str | Path,
-                  k: int | None = None, tile: int = 96) -> list[Path]:
+                  k: int | None = None, tile: int = 96, overwrite: bool = False) -> list[Path]:
     """For each predicted segment write ``NAME_segNNN.png``: the segment, then the training segments
-    (image crops, coloured frame = their class) that voted for its label, most similar first."""
+    (image crops, coloured frame = their class) that voted for its label, most similar first.
+
+    Panels of an earlier run for the same image are replaced only with ``overwrite``."""
     explain = seg.method.explain
     if explain is None:
         raise ValueError(f"method '{seg.cfg.method}' cannot explain its predictions; use a segsort model")
-    image_path, out = Path(image_path), Path(out)
+    image_path, out = find_images([image_path])[0], Path(out)
+    plan_outputs([image_path], out, lambda p: [], overwrite=overwrite,
+                 patterns=lambda p: [f"{p.stem}_seg[0-9][0-9][0-9]_class*.png"])
     train = open_reader(seg.cfg, data_root)
     lookup = {name: i for i, name in enumerate(train.names)}
     prepared = seg.prepare(read_image(image_path))

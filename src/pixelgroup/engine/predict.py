@@ -5,14 +5,16 @@ from __future__ import annotations
 import colorsys
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from ..data.io import find_images, read_image, write_image_png, write_labels
+from ..data.io import DataError, find_images, read_image, write_image_png, write_labels
 from ..fileio import atomic_write_text
+from .outputs import plan_outputs
 from .segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -51,41 +53,85 @@ def class_colours(n: int) -> np.ndarray:
     return cmap
 
 
+@dataclass
+class PredictReport:
+    """What :func:`predict_paths` did.
+
+    Attributes:
+        written: the label image of every input segmented, in input order.
+        failed: ``(input, reason)`` of every input that could not be segmented (bad file, NaN, shape).
+    """
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def output_names(seg: Segmenter, *, overlays: bool) -> Callable[[Path], list[str]]:
+    """The names :func:`predict_paths` writes for one input ``NAME.ext``."""
+    main = ["{}.png"] if seg.task == "semantic" else ["{}.tif", "{}.json"]
+    extra = ["{}_overlay.png"] if overlays else []
+    return lambda path: [pattern.format(path.stem) for pattern in main + extra]
+
+
 def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path, *,
-                  overlays: bool = False, progress: bool = True) -> list[Path]:
+                  overlays: bool = False, progress: bool = True, overwrite: bool = False,
+                  strict: bool = False) -> PredictReport:
     """Segment every image in ``inputs`` (files or folders) and write results to ``out``.
 
     Instance methods write ``NAME.tif`` (int32 labels, same height and width as the input) and
     ``NAME.json`` (per-instance id, score, class, area); semantic methods write ``NAME.png``
-    (class indices). ``overlays`` adds ``NAME_overlay.png``.
+    (class indices). ``overlays`` adds ``NAME_overlay.png``. Every file is written atomically.
+
+    Before anything is written the outputs are checked (:func:`~pixelgroup.engine.outputs.plan_outputs`):
+    ``out`` must not hold an input, two inputs must not share a stem, and existing results are
+    replaced only with ``overwrite``. An input that cannot be read or segmented (unreadable file,
+    NaN/inf pixels, unsupported shape) is recorded in ``failed`` and the others are still done;
+    ``strict=True`` raises on the first one instead.
     """
     from tqdm.auto import tqdm
 
     out = Path(out)
     paths = find_images(inputs)
-    written = []
+    plan = plan_outputs(paths, out, output_names(seg, overlays=overlays), overwrite=overwrite)
+    report = PredictReport()
     for path in tqdm(paths, desc="predict", disable=not progress):
-        image = read_image(path)
-        prepared = seg.prepare(image)
-        if seg.task == "semantic":
-            classes = seg.segment(prepared, normalized=True)
-            target = write_labels(out / f"{path.stem}.png", classes.astype(np.uint8))
-            if overlays:
-                vis = (0.5 * overlay(_display(prepared), np.zeros_like(classes))
-                       + 0.5 * class_colours(256)[classes]).astype(np.uint8)
-                write_image_png(out / f"{path.stem}_overlay.png", vis)
-        else:
-            inst = seg.segment_instances(prepared, normalized=True)
-            target = write_labels(out / f"{path.stem}.tif", inst.labels)
-            areas = np.bincount(inst.labels.ravel(), minlength=inst.count + 1)[1:]
-            doc = {"image": str(path), "method": seg.cfg.method, "instances": [
-                {"id": i + 1, "score": float(s), "class": int(c), "area": int(a)}
-                for i, (s, c, a) in enumerate(zip(inst.scores, inst.classes, areas))]}
-            atomic_write_text(out / f"{path.stem}.json", json.dumps(doc, indent=1))
-            if overlays:
-                write_image_png(out / f"{path.stem}_overlay.png", overlay(_display(prepared), inst.labels))
-        written.append(Path(target) if target is not None else out / path.stem)
-    return written
+        try:
+            image = read_image(path)
+            if not np.isfinite(image).all():
+                raise DataError(f"{path}: image has NaN or inf pixels; replace them (e.g. np.nan_to_num) "
+                                "or re-export the image")
+            prepared = seg.prepare(image)
+            result = seg.segment(prepared, normalized=True) if seg.task == "semantic" else \
+                seg.segment_instances(prepared, normalized=True)
+        except (DataError, ValueError) as err:
+            reason = str(err) if str(path) in str(err) else f"{path}: {err}"
+            if strict:
+                raise DataError(f"{reason} (stopped: --strict)") from None
+            log.debug("skipping %s: %s", path, reason)
+            report.failed.append((path, reason))
+            continue
+        report.written.append(_write(seg, path, prepared, result, plan[path]))
+    return report
+
+
+def _write(seg: Segmenter, path: Path, prepared: np.ndarray, result, targets: list[Path]) -> Path:
+    """Write one input's results to ``targets`` (in :func:`output_names` order); the label file."""
+    if seg.task == "semantic":
+        write_labels(targets[0], result.astype(np.uint8))
+        if len(targets) > 1:
+            vis = (0.5 * overlay(_display(prepared), np.zeros_like(result))
+                   + 0.5 * class_colours(256)[result]).astype(np.uint8)
+            write_image_png(targets[1], vis)
+        return targets[0]
+    write_labels(targets[0], result.labels)
+    areas = np.bincount(result.labels.ravel(), minlength=result.count + 1)[1:]
+    doc = {"image": str(path), "method": seg.cfg.method, "instances": [
+        {"id": i + 1, "score": float(s), "class": int(c), "area": int(a)}
+        for i, (s, c, a) in enumerate(zip(result.scores, result.classes, areas))]}
+    atomic_write_text(targets[1], json.dumps(doc, indent=1))
+    if len(targets) > 2:
+        write_image_png(targets[2], overlay(_display(prepared), result.labels))
+    return targets[0]
 
 
 def _display(prepared: np.ndarray) -> np.ndarray:

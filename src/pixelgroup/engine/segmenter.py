@@ -21,21 +21,43 @@ from .checkpoint import load_checkpoint
 log = logging.getLogger(__name__)
 
 
+ACCEPTED = "(H, W) or channels-last (H, W, C) with C = 1 or the model's channels (RGB(A) also for grey models)"
+
+
 def _channels_last(image: np.ndarray, channels: int) -> np.ndarray:
-    """``(H, W)`` or ``(H, W, C)`` -> ``(H, W, channels)``; grey images are repeated for RGB models."""
+    """``(H, W)`` or ``(H, W, C)`` -> ``(H, W, channels)``; grey images are repeated for RGB models.
+
+    The channel axis is always the last one. ``C`` may be ``channels``, 1 (repeated), or 3/4 for a
+    one-channel model (RGB(A) -> mean of R, G, B). Anything else raises a ``ValueError`` naming the
+    shape: empty images, a first axis of at most 4 with a last axis above 4 (channels-first
+    ``(C, H, W)`` or a z-stack / time series: never guessed, pass ``np.moveaxis(image, 0, -1)`` or
+    one plane), more than 3 axes, and non-numeric pixels.
+    """
     image = np.asarray(image)
+    shape = tuple(image.shape)
+    if not (np.issubdtype(image.dtype, np.number) or image.dtype == bool) or np.iscomplexobj(image):
+        raise ValueError(f"image has dtype {image.dtype}; pass a real-valued numeric array of shape {ACCEPTED}")
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3:
-        raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {image.shape}")
-    if image.shape[-1] == channels:
+        raise ValueError(f"image has shape {shape}; expected {ACCEPTED} (one image at a time: a batch or "
+                         "stack must be split into planes)")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image has shape {shape}: no pixels; expected {ACCEPTED} with H, W >= 1")
+    c = image.shape[-1]
+    if c > 4 and c != channels:
+        first = f"channels-first (C, H, W) or a stack of {shape[0]} planes" if shape[0] <= 4 else "a stack"
+        raise ValueError(f"image has shape {shape}: the last axis ({c}) is not a channel count; looks like {first}. "
+                         f"Pass (H, W, C): np.moveaxis(image, 0, -1) for channels, or one plane image[i]; "
+                         f"accepted: {ACCEPTED}")
+    if c == channels:
         return image
-    if image.shape[-1] == 1:
+    if c == 1:
         return np.repeat(image, channels, axis=-1)
-    if channels == 1 and image.shape[-1] in (3, 4):
+    if channels == 1 and c in (3, 4):
         return image[..., :3].astype(np.float32).mean(axis=-1, keepdims=True)
     raise ValueError(
-        f"image has {image.shape[-1]} channels but the model was trained on {channels}; "
+        f"image has shape {shape}: {c} channels but the model was trained on {channels}; "
         "convert the image to the training data's channels"
     )
 
@@ -85,6 +107,10 @@ class Segmenter:
     def prepare(self, image: np.ndarray, *, normalized: bool = False) -> np.ndarray:
         """Raw image -> normalised float32 ``(H, W, C)`` with the model's channels."""
         image = _channels_last(image, self.model.in_channels)
+        if not np.isfinite(image).all():
+            n = int((~np.isfinite(image)).sum())
+            raise ValueError(f"image has {n} NaN or inf pixel value(s); replace them (e.g. np.nan_to_num) "
+                             "before segmenting")
         if normalized:
             return image.astype(np.float32)
         low, high = self.cfg.data.normalize
