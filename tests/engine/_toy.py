@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
@@ -31,16 +29,20 @@ class CentroidNet(nn.Module):
     def forward(self, x: torch.Tensor) -> ModelOutput:
         b, _, h, w = x.shape
         grid = pixel_grid(h, w, dtype=torch.float64).reshape(2, -1)  # (2, H*W)
-        offsets = []
+        offsets, spreads = [], []
         for i in range(b):
             ids = x[i, 0].round().long().reshape(-1)  # (H*W,)
             n = int(ids.max()) + 1
             area = torch.bincount(ids, minlength=n).clamp_min(1).double()
             centre = torch.stack([torch.bincount(ids, weights=g, minlength=n) / area for g in grid])  # (2, n)
-            offsets.append((centre[:, ids] - grid).reshape(2, h, w))
+            d = centre[:, ids] - grid  # (2, H*W)
+            var = torch.stack([torch.bincount(ids, weights=v * v, minlength=n) / area for v in d])  # (2, n)
+            offsets.append(d.reshape(2, h, w))
+            spreads.append(var[:, ids].reshape(2, h, w))
         off = torch.stack(offsets) * DEFAULT_COORD_SCALE
         inside = x[:, :1].round() > 0
-        sigma = torch.full((b, self.n_sigma, h, w), raw_sigma_for_radius(4.0), dtype=torch.float32)
+        # the bandwidth: 4 px, nudged per axis by the object's extent along y and x (elliptical sigma)
+        sigma = raw_sigma_for_radius(4.0) + 1e-4 * torch.stack(spreads)[:, : self.n_sigma].float()
         return ModelOutput(offset=torch.atanh(off.clamp(-0.999, 0.999)).float(),
                            sigma=sigma, seed=torch.where(inside, 8.0, -8.0).float())
 
@@ -80,6 +82,3 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     pairs = np.unique(np.stack([a[a > 0], b[b > 0]]), axis=1)
     return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
 
-
-def angle(k: int) -> float:
-    return k * math.pi / 2
