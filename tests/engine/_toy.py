@@ -21,9 +21,9 @@ class CentroidNet(nn.Module):
     multiple = 8
     in_channels = 1
 
-    def __init__(self, n_sigma: int = 1) -> None:
+    def __init__(self, n_sigma: int = 1, id_scale: float = 1.0) -> None:
         super().__init__()
-        self.n_sigma = n_sigma
+        self.n_sigma, self.id_scale = n_sigma, id_scale
         self.dummy = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
@@ -31,7 +31,7 @@ class CentroidNet(nn.Module):
         grid = pixel_grid(h, w, dtype=torch.float64).reshape(2, -1)  # (2, H*W)
         offsets, spreads = [], []
         for i in range(b):
-            ids = x[i, 0].round().long().reshape(-1)  # (H*W,)
+            ids = (x[i, 0] * self.id_scale).round().long().reshape(-1)  # (H*W,)
             n = int(ids.max()) + 1
             area = torch.bincount(ids, minlength=n).clamp_min(1).double()
             centre = torch.stack([torch.bincount(ids, weights=g, minlength=n) / area for g in grid])  # (2, n)
@@ -40,16 +40,20 @@ class CentroidNet(nn.Module):
             offsets.append(d.reshape(2, h, w))
             spreads.append(var[:, ids].reshape(2, h, w))
         off = torch.stack(offsets) * DEFAULT_COORD_SCALE
-        inside = x[:, :1].round() > 0
+        inside = (x[:, :1] * self.id_scale).round() > 0
         # the bandwidth: 4 px, nudged per axis by the object's extent along y and x (elliptical sigma)
         sigma = raw_sigma_for_radius(4.0) + 1e-4 * torch.stack(spreads)[:, : self.n_sigma].float()
         return ModelOutput(offset=torch.atanh(off.clamp(-0.999, 0.999)).float(),
                            sigma=sigma, seed=torch.where(inside, 8.0, -8.0).float())
 
 
-def toy_segmenter(n_sigma: int = 1) -> Segmenter:
+def toy_segmenter(n_sigma: int = 1, *, max_id: int | None = None) -> Segmenter:
+    """The toy as a Segmenter; ``max_id``: read images normalised with percentiles (0, 100) of an
+    image whose largest id is ``max_id`` (files), else unnormalised (``normalized=True``)."""
     cfg = RunConfig().replace(**{"model.n_sigma": n_sigma})
-    return Segmenter(CentroidNet(n_sigma), cfg, device="cpu")
+    if max_id is not None:
+        cfg = cfg.replace(**{"data.normalize": (0.0, 100.0)})
+    return Segmenter(CentroidNet(n_sigma, id_scale=max_id or 1.0), cfg, device="cpu")
 
 
 def disc_image(shape=(192, 224), *, n=40, radius=(5, 11), margin=14, seed=0) -> np.ndarray:

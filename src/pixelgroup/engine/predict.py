@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from ..data.io import find_images, read_image, write_image_png, write_labels
+from ..data.io import read_image, write_image_png, write_labels
 from ..fileio import atomic_write_text
+from .predict_big import BigOptions, is_finished, needs_lazy, predict_file
 from .segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -52,30 +53,43 @@ def class_colours(n: int) -> np.ndarray:
 
 
 def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path, *,
-                  overlays: bool = False, progress: bool = True) -> list[Path]:
-    """Segment every image in ``inputs`` (files or folders) and write results to ``out``.
+                  overlays: bool = False, progress: bool = True, big: BigOptions | None = None,
+                  overwrite: bool = False) -> list[Path]:
+    """Segment every image in ``inputs`` (files, folders, ``*.zarr`` stores) and write results to ``out``.
 
     Instance methods write ``NAME.tif`` (int32 labels, same height and width as the input) and
     ``NAME.json`` (per-instance id, score, class, area); semantic methods write ``NAME.png``
-    (class indices). ``overlays`` adds ``NAME_overlay.png``.
+    (class indices). ``overlays`` adds ``NAME_overlay.png``. ``big``: tiling, TTA, stacks, output
+    format and saved outputs (:mod:`pixelgroup.engine.predict_big`; big images, zarr stores and
+    those options go through it). Files whose results exist are skipped unless ``overwrite``.
     """
     from tqdm.auto import tqdm
 
+    from ..data.bigimage import find_inputs
+
     out = Path(out)
-    paths = find_images(inputs)
+    big = big or BigOptions()
+    paths = find_inputs(inputs)
     written = []
     for path in tqdm(paths, desc="predict", disable=not progress):
+        lazy = needs_lazy(path, big)
+        if not overwrite and is_finished(out, path, seg.task, big, lazy=lazy):
+            log.info("%s: results exist, skipped (--overwrite to redo)", path.name)
+            continue
+        if lazy:
+            written.append(predict_file(seg, path, out, big, progress=progress))
+            continue
         image = read_image(path)
         prepared = seg.prepare(image)
         if seg.task == "semantic":
-            classes = seg.segment(prepared, normalized=True)
+            classes = seg.segment(prepared, normalized=True, **big.segment_kwargs())
             target = write_labels(out / f"{path.stem}.png", classes.astype(np.uint8))
             if overlays:
                 vis = (0.5 * overlay(_display(prepared), np.zeros_like(classes))
                        + 0.5 * class_colours(256)[classes]).astype(np.uint8)
                 write_image_png(out / f"{path.stem}_overlay.png", vis)
         else:
-            inst = seg.segment_instances(prepared, normalized=True)
+            inst = seg.segment_instances(prepared, normalized=True, **big.segment_kwargs())
             target = write_labels(out / f"{path.stem}.tif", inst.labels)
             areas = np.bincount(inst.labels.ravel(), minlength=inst.count + 1)[1:]
             doc = {"image": str(path), "method": seg.cfg.method, "instances": [
