@@ -167,3 +167,9 @@ def test_cli_tiled_predict_then_regroup(tmp_path):
     assert main(["regroup", str(tmp_path / "tiled"), "--out", str(tmp_path / "re2"), "--no-progress",
                  "--param", "min_size=10000"]) == 0
     assert tifffile.imread(tmp_path / "re2" / "noise.tif").max() == 0
+
+
+def test_small_stack_without_frames_says_how(truth, tmp_path):
+    tifffile.imwrite(tmp_path / "s.tif", np.stack([truth, truth]), photometric="minisblack", metadata={"axes": "TYX"})
+    with pytest.raises(DataError, match="pass --frames"):
+        predict_paths(_seg(truth), [tmp_path / "s.tif"], tmp_path / "out", progress=False)

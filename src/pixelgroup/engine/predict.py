@@ -77,19 +77,21 @@ def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path,
             log.info("%s: results exist, skipped (--overwrite to redo)", path.name)
             continue
         if lazy:
+            if overlays:
+                log.info("%s: no overlay for a big image, stack or zarr store", path.name)
             written.append(predict_file(seg, path, out, big, progress=progress))
             continue
         image = read_image(path)
         prepared = seg.prepare(image)
         if seg.task == "semantic":
-            classes = seg.segment(prepared, normalized=True, **big.segment_kwargs())
+            classes = seg.segment(prepared, normalized=True, progress=progress, **big.segment_kwargs())
             target = write_labels(out / f"{path.stem}.png", classes.astype(np.uint8))
             if overlays:
                 vis = (0.5 * overlay(_display(prepared), np.zeros_like(classes))
                        + 0.5 * class_colours(256)[classes]).astype(np.uint8)
                 write_image_png(out / f"{path.stem}_overlay.png", vis)
         else:
-            inst = seg.segment_instances(prepared, normalized=True, **big.segment_kwargs())
+            inst = seg.segment_instances(prepared, normalized=True, progress=progress, **big.segment_kwargs())
             target = write_labels(out / f"{path.stem}.tif", inst.labels)
             areas = np.bincount(inst.labels.ravel(), minlength=inst.count + 1)[1:]
             doc = {"image": str(path), "method": seg.cfg.method, "instances": [

@@ -86,12 +86,11 @@ def needs_lazy(path: Path, opts: BigOptions) -> bool:
     if path.suffix.lower() not in TIFF_SUFFIXES:
         return False
     try:
-        with tifffile.TiffFile(path) as tif:
-            shape = tif.series[0].shape
+        frames = open_frames(path)
     except Exception:  # unreadable: let the ordinary reader report it
         return False
-    spatial = sorted(shape, reverse=True)[:2]
-    return spatial[0] * spatial[1] > AUTO_TILE_PIXELS
+    h, w = frames[0].shape
+    return len(frames) > 1 or h * w > AUTO_TILE_PIXELS  # a stack: refused with a hint, or --frames
 
 
 def result_paths(out: Path, name: str, task: str, out_format: OutFormat | None) -> list[Path]:
@@ -245,16 +244,20 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
 
 
-def _tiles(array, chunk: int) -> Iterator[np.ndarray]:
-    """Full ``chunk x chunk`` tiles of an ``(..., H, W)`` array in TIFF order (edge tiles zero-padded)."""
+def _tiles(array, chunk: int, band: int = 1024) -> Iterator[np.ndarray]:
+    """Full ``chunk x chunk`` tiles of an ``(..., H, W)`` array in TIFF order (edge tiles zero-padded),
+    read ``band`` rows at a time (one read per band, not per tile)."""
     *lead, h, w = array.shape
+    band = max(chunk, band // chunk * chunk)
     for index in np.ndindex(*lead):
-        for y in range(0, h, chunk):
-            for x in range(0, w, chunk):
-                tile = np.zeros((chunk, chunk), array.dtype)
-                block = np.asarray(array[index + (slice(y, y + chunk), slice(x, x + chunk))])
-                tile[: block.shape[0], : block.shape[1]] = block
-                yield tile
+        for yb in range(0, h, band):
+            rows = np.asarray(array[index + (slice(yb, yb + band), slice(None))])
+            for y in range(0, rows.shape[0], chunk):
+                for x in range(0, w, chunk):
+                    tile = np.zeros((chunk, chunk), array.dtype)
+                    block = rows[y:y + chunk, x:x + chunk]
+                    tile[: block.shape[0], : block.shape[1]] = block
+                    yield tile
 
 
 def write_results(ws: _Workspace, labels_group, where: str, name: str, fmt: OutFormat, out: Path, *,
@@ -269,7 +272,7 @@ def write_results(ws: _Workspace, labels_group, where: str, name: str, fmt: OutF
         dtype = np.uint16 if n_max <= 65535 else np.int32
         source_arr = _Cast(labels, dtype)
         tifffile.imwrite(ws.dir / f"{name}.tif", _tiles(source_arr, _CHUNK), shape=labels.shape, dtype=dtype,
-                         tile=(_CHUNK, _CHUNK), bigtiff=True, compression="zlib",
+                         tile=(_CHUNK, _CHUNK), bigtiff=True, compression="zlib", photometric="minisblack",
                          metadata={"axes": "TYX" if stack else "YX"})
         target = ws.commit(f"{name}.tif", out / f"{name}.tif")
     if any(d is not None for d in docs):
