@@ -31,6 +31,16 @@ SAMPLE_PIXELS = 4_000_000
 _SAMPLE_WINDOW = 256
 
 
+def import_zarr():
+    """The ``zarr`` module (>= 3), or an ImportError saying how to install it."""
+    try:
+        import zarr
+    except ImportError:
+        raise ImportError("big images, OME-Zarr and saved outputs need zarr >= 3 (Python >= 3.11): "
+                          "pip install 'zarr>=3'") from None
+    return zarr
+
+
 def is_zarr(path: str | Path) -> bool:
     """Whether ``path`` is a Zarr / OME-Zarr store (a folder named ``*.zarr``)."""
     path = Path(path)
@@ -91,7 +101,7 @@ class LazyImage:
 
 def _tiff_array(path: Path):
     """``(zarr array, axes)`` of the first series of a TIFF, level 0 of a pyramid."""
-    import zarr
+    zarr = import_zarr()
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
@@ -102,7 +112,7 @@ def _tiff_array(path: Path):
 
 def _ome_zarr_array(path: Path):
     """``(zarr array, axes)`` of level 0 of an OME-Zarr image (NGFF 0.4 or 0.5), or of a plain array."""
-    import zarr
+    zarr = import_zarr()
 
     node = zarr.open(str(path), mode="r")
     if isinstance(node, zarr.Array):

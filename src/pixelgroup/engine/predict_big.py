@@ -31,7 +31,15 @@ from typing import Any, Literal
 import numpy as np
 import tifffile
 
-from ..data.bigimage import LazyImage, PlaneView, is_zarr, ngff_labels_attrs, open_frames, sample_percentiles
+from ..data.bigimage import (
+    LazyImage,
+    PlaneView,
+    import_zarr,
+    is_zarr,
+    ngff_labels_attrs,
+    open_frames,
+    sample_percentiles,
+)
 from ..data.io import TIFF_SUFFIXES, DataError
 from ..fileio import atomic_torch_save, atomic_write_text
 from ..types import Instances
@@ -130,7 +138,7 @@ class _Workspace:
         self.dir = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".pixelgroup-tmp", dir=out))
 
     def zarr_group(self, relpath: str):
-        import zarr
+        zarr = import_zarr()
 
         return zarr.open_group(str(self.dir / relpath), mode="a", zarr_format=2)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..config import config_from_dict
-from ..data.bigimage import PlaneView
+from ..data.bigimage import PlaneView, import_zarr
 from ..data.io import DataError
 from ..types import Instances
 from .predict_big import (
@@ -68,7 +68,7 @@ def _grouping_segmenter(meta: Mapping[str, Any], store: Path, params: Mapping[st
 def regroup_file(store: str | Path, out: str | Path, *, params: Mapping[str, Any] | None = None,
                  out_format: OutFormat | None = None, progress: bool = False) -> Path:
     """Group the saved outputs of one image again and write its labels (and ``NAME.json``) to ``out``."""
-    import zarr
+    zarr = import_zarr()
 
     store, out = Path(store), Path(out)
     root = zarr.open_group(str(store), mode="r")
