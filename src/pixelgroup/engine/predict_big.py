@@ -188,7 +188,7 @@ def predict_file(seg: Segmenter, path: str | Path, out: str | Path, opts: BigOpt
             tilings.append(None if tiling is None else tiling.to_dict())
             docs.append(None if found is None else _instances_doc(found, labels))
         if opts.save_outputs:
-            _save_meta(ws, outputs, seg, path, opts, tilings, lead)
+            _save_meta(ws.dir / f"{name}.outputs.zarr", outputs, seg, path, opts, tilings, lead)
             ws.commit(f"{name}.outputs.zarr", out / f"{name}.outputs.zarr")
         target = write_results(ws, labels_group, where, name, fmt, out, docs=docs, source=path, method=seg.cfg.method,
                                stack=bool(lead))
@@ -237,7 +237,7 @@ def _instances_doc(found: tuple[np.ndarray, np.ndarray], labels: PlaneView) -> l
             for i, (s, c, a) in enumerate(zip(scores, classes, area[1:]))]
 
 
-def _save_meta(ws: _Workspace, outputs, seg: Segmenter, path: Path, opts: BigOptions, tilings: list, lead) -> None:
+def _save_meta(store: Path, outputs, seg: Segmenter, path: Path, opts: BigOptions, tilings: list, lead) -> None:
     """What regroup needs: the run config, the grouper, the tiling of each frame, the method state."""
     outputs.attrs.update({"pixelgroup": {
         "source": str(path), "config": seg.cfg.to_dict(), "grouper": seg.grouper,
@@ -245,7 +245,7 @@ def _save_meta(ws: _Workspace, outputs, seg: Segmenter, path: Path, opts: BigOpt
         "stack": bool(lead), "tilings": tilings, "options": asdict(opts), "dtype": "float32",
     }})
     if seg.state:
-        atomic_torch_save(seg.state, Path(outputs.store.root) / "state.pt")
+        atomic_torch_save(seg.state, store / "state.pt")
 
 
 def _jsonable(obj: Any) -> Any:
