@@ -80,11 +80,14 @@ def test_stack_frames(truth, tmp_path):
     seg = _seg(truth)
     with pytest.raises(DataError, match="pass --frames"):
         predict_file(seg, path, tmp_path / "out", TILED)
-    labels = tifffile.imread(predict_file(seg, path, tmp_path / "out", BigOptions(tile=64, halo=32, frames=True)))
+    opts = BigOptions(tile=64, halo=32, frames=True, save_outputs=True)
+    labels = tifffile.imread(predict_file(seg, path, tmp_path / "out", opts))
     assert labels.shape == stack.shape
     assert all(same_partition(labels[t], stack[t].astype(np.int32)) for t in range(3))
     doc = json.loads((tmp_path / "out" / "movie.json").read_text())
     assert [len(f["instances"]) for f in doc["frames"]] == [truth.max()] * 3
+    (again,) = regroup_paths([tmp_path / "out"], tmp_path / "re", progress=False)  # outputs store not an input
+    np.testing.assert_array_equal(tifffile.imread(again), labels)
 
 
 @pytest.mark.parametrize("tile", [0, 64])

@@ -42,9 +42,10 @@ def import_zarr():
 
 
 def is_zarr(path: str | Path) -> bool:
-    """Whether ``path`` is a Zarr / OME-Zarr store (a folder named ``*.zarr``)."""
+    """Whether ``path`` is a Zarr / OME-Zarr image store (a folder named ``*.zarr``, not the
+    ``*.outputs.zarr`` that ``predict --save-outputs`` writes)."""
     path = Path(path)
-    return path.is_dir() and path.suffix.lower() in ZARR_SUFFIXES
+    return path.is_dir() and path.suffix.lower() in ZARR_SUFFIXES and not path.name.endswith(".outputs.zarr")
 
 
 def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
