@@ -22,6 +22,19 @@ def _add_overwrite(p: argparse.ArgumentParser) -> None:
                    help="replace results that exist already (default: refuse, nothing is written)")
 
 
+def _add_big_image_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tile", type=int, default=None,
+                   help="block side for tiled prediction, pixels (default: 1024 above 2048x2048 pixels; 0: off)")
+    p.add_argument("--halo", type=int, default=None,
+                   help="grouping context around each block, pixels (default 96); must exceed the largest object")
+    p.add_argument("--tta", action="store_true", help="average the outputs over the 8 flips/rotations")
+    p.add_argument("--frames", action="store_true", help="segment every plane of a (T, Y, X) stack")
+    p.add_argument("--out-format", choices=("tif", "ome-zarr"), default=None,
+                   help="label file of big images / stacks / zarr inputs: tiled BigTIFF (default) or OME-Zarr")
+    p.add_argument("--save-outputs", action="store_true",
+                   help="also write the raw outputs NAME.outputs.zarr (for pixelgroup regroup)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelgroup", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"pixelgroup {__version__}")
@@ -68,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(p)
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
+    _add_big_image_flags(p)
+
+    p = sub.add_parser("regroup", help="group saved outputs (predict --save-outputs) again, without the network")
+    p.add_argument("inputs", nargs="+", type=Path, help="NAME.outputs.zarr stores or folders of them")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed-threshold", type=float, default=None, help="grouping seed threshold (spatial)")
+    p.add_argument("--fg-threshold", type=float, default=None, help="grouping foreground threshold")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any grouping parameter (YAML value), repeatable, e.g. --param min_size=50")
+    p.add_argument("--out-format", choices=("tif", "ome-zarr"), default=None, help="default: as predict wrote")
+    p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("evaluate", help="score predicted label images against ground truth")
     p.add_argument("--gt", type=Path, required=True, help="ground-truth folder (or dataset folder)")
@@ -176,18 +200,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .engine.predict import predict_paths
+    from .engine.predict_big import BigOptions
     from .engine.segmenter import load_model
 
     seg = load_model(args.model, device=_device(args.device))
+    big = BigOptions(tile=args.tile, halo=args.halo, tta=args.tta, frames=args.frames, out_format=args.out_format,
+                     save_outputs=args.save_outputs)
     report = predict_paths(seg, args.inputs, args.out, overlays=args.overlays, progress=not args.no_progress,
-                           overwrite=args.overwrite, strict=args.strict)
-    print(f"wrote {len(report.written)} prediction(s) to {args.out}")
+                           big=big, overwrite=args.overwrite, strict=args.strict)
+    skipped = f" ({len(report.skipped)} already done, skipped; --overwrite to redo)" if report.skipped else ""
+    print(f"wrote {len(report.written)} prediction(s) to {args.out}{skipped}")
     if not report.failed:
         return 0
     print(f"pixelgroup predict: {len(report.failed)} input(s) could not be segmented:", file=sys.stderr)
     for _, reason in report.failed:
         print(f"  {reason}", file=sys.stderr)
     return 1
+
+
+def _cmd_regroup(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .engine.regroup import regroup_paths
+
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param {item!r}: expected KEY=VALUE, e.g. --param min_size=50")
+        params[key.strip()] = yaml.safe_load(value)
+    params.update({k: v for k, v in (("seed_threshold", args.seed_threshold), ("fg_threshold", args.fg_threshold))
+                   if v is not None})
+    written = regroup_paths(args.inputs, args.out, params=params, out_format=args.out_format,
+                            progress=not args.no_progress)
+    print(f"wrote {len(written)} regrouped label image(s) to {args.out}")
+    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -292,7 +339,7 @@ def _one_line(err: BaseException) -> str:
 
 COMMANDS = {"synth": _cmd_synth, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate,
             "demo": _cmd_demo, "check": _cmd_check, "boundaries": _cmd_boundaries, "proposals": _cmd_proposals,
-            "explain": _cmd_explain}
+            "explain": _cmd_explain, "regroup": _cmd_regroup}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -307,7 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pixelgroup {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; resume training with --resume", file=sys.stderr)
+        hint = ("finished files are kept and skipped on a re-run" if args.command == "predict"
+                else "resume training with --resume")
+        print(f"interrupted; {hint}", file=sys.stderr)
         return 130
 
 

@@ -40,7 +40,7 @@ def test_predict_finishes_good_files_and_lists_bad_ones(model, tmp_path, capsys)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.json", "good.tif"]
     assert "wrote 1 prediction(s)" in out
     assert "3 input(s) could not be segmented" in err
-    for name, why in (("nan.tif", "NaN or inf"), ("stack.tif", "3D stack"), ("junk.png", "cannot read file")):
+    for name, why in (("nan.tif", "NaN or inf"), ("stack.tif", "pass --frames"), ("junk.png", "cannot read file")):
         assert any(str(inp / name) in line and why in line for line in err.splitlines()), (name, err)
     assert snapshot(inp) == before
 

@@ -59,11 +59,18 @@ def test_existing_results_are_kept_unless_overwrite(model, inputs, tmp_path, cap
     out = tmp_path / "out"
     assert _predict(capsys, model, inputs, out)[0] == 0
     before = snapshot(out)
+    code, stdout, _ = _predict(capsys, model, inputs, out)  # finished inputs are skipped, never rewritten
+    assert code == 0 and "skipped" in stdout
+    assert snapshot(out) == before
+    label = sorted(out.glob("*.tif"))[0]
+    label.with_suffix(".json").unlink()  # an input with part of its results: refused, nothing written
+    before = snapshot(out)
     code, _, err = _predict(capsys, model, inputs, out)
     assert code == 2
     one_line_error(err, "exist already", "--overwrite")
     assert snapshot(out) == before
     assert _predict(capsys, model, inputs, out, "--overwrite")[0] == 0
+    assert label.with_suffix(".json").is_file()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 

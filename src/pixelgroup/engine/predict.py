@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from ..data.io import DataError, find_images, read_image, write_image_png, write_labels
+from ..data.bigimage import find_inputs
+from ..data.io import DataError, read_image, write_image_png, write_labels
 from ..fileio import atomic_write_text
 from .outputs import plan_outputs
+from .predict_big import BigOptions, is_finished, needs_lazy, predict_file, result_paths, stem
 from .segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -60,10 +62,12 @@ class PredictReport:
     Attributes:
         written: the label image of every input segmented, in input order.
         failed: ``(input, reason)`` of every input that could not be segmented (bad file, NaN, shape).
+        skipped: inputs whose results were in the output folder already (not redone).
     """
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
 
 
 def output_names(seg: Segmenter, *, overlays: bool) -> Callable[[Path], list[str]]:
@@ -74,35 +78,61 @@ def output_names(seg: Segmenter, *, overlays: bool) -> Callable[[Path], list[str
 
 
 def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path, *,
-                  overlays: bool = False, progress: bool = True, overwrite: bool = False,
-                  strict: bool = False) -> PredictReport:
-    """Segment every image in ``inputs`` (files or folders) and write results to ``out``.
+                  overlays: bool = False, progress: bool = True, big: BigOptions | None = None,
+                  overwrite: bool = False, strict: bool = False) -> PredictReport:
+    """Segment every image in ``inputs`` (files, folders, ``*.zarr`` stores) and write results to ``out``.
 
     Instance methods write ``NAME.tif`` (int32 labels, same height and width as the input) and
     ``NAME.json`` (per-instance id, score, class, area); semantic methods write ``NAME.png``
     (class indices). ``overlays`` adds ``NAME_overlay.png``. Every file is written atomically.
+    ``big``: tiling, TTA, stacks, output format and saved outputs (:mod:`pixelgroup.engine.predict_big`;
+    big images, zarr stores and those options go through it).
 
-    Before anything is written the outputs are checked (:func:`~pixelgroup.engine.outputs.plan_outputs`):
-    ``out`` must not hold an input, two inputs must not share a stem, and existing results are
-    replaced only with ``overwrite``. An input that cannot be read or segmented (unreadable file,
-    NaN/inf pixels, unsupported shape) is recorded in ``failed`` and the others are still done;
-    ``strict=True`` raises on the first one instead.
+    An input whose results are all in ``out`` already is skipped (a re-run finishes an interrupted
+    folder) unless ``overwrite``. Before anything is written the outputs of the others are checked
+    (:func:`~pixelgroup.engine.outputs.plan_outputs`): ``out`` must not hold an input, two inputs must
+    not share a stem, and a file that exists is replaced only with ``overwrite``. An input that cannot
+    be read or segmented (unreadable file, NaN/inf pixels, unsupported shape) is recorded in
+    ``failed`` and the others are still done; ``strict=True`` raises on the first one instead.
     """
     from tqdm.auto import tqdm
 
+
     out = Path(out)
-    paths = find_images(inputs)
-    plan = plan_outputs(paths, out, output_names(seg, overlays=overlays), overwrite=overwrite)
+    big, out = big or BigOptions(), Path(out)
+    paths = find_inputs(inputs)
+    lazy = {path: needs_lazy(path, big) for path in paths}
     report = PredictReport()
-    for path in tqdm(paths, desc="predict", disable=not progress):
+    for path in paths:
+        if not overwrite and is_finished(out, path, seg.task, big, lazy=lazy[path]):
+            report.skipped.append(path)
+    if report.skipped:
+        log.info("%d input(s) already have results in %s, skipped (--overwrite to redo them)", len(report.skipped), out)
+    todo = [path for path in paths if path not in report.skipped]
+    names = output_names(seg, overlays=overlays)
+
+    def planned(path: Path) -> list[str]:
+        if not lazy[path]:
+            return names(path)
+        files = [p.name for p in result_paths(out, stem(path), seg.task, big.out_format)]
+        return files + ([f"{stem(path)}.outputs.zarr"] if big.save_outputs else [])
+
+    plan = plan_outputs(todo, out, planned, overwrite=overwrite)
+    for path in tqdm(todo, desc="predict", disable=not progress):
         try:
+            if lazy[path]:
+                if overlays:
+                    log.info("%s: no overlay for a big image, stack or zarr store", path.name)
+                report.written.append(predict_file(seg, path, out, big, progress=progress))
+                continue
             image = read_image(path)
             if not np.isfinite(image).all():
                 raise DataError(f"{path}: image has NaN or inf pixels; replace them (e.g. np.nan_to_num) "
                                 "or re-export the image")
             prepared = seg.prepare(image)
-            result = seg.segment(prepared, normalized=True) if seg.task == "semantic" else \
-                seg.segment_instances(prepared, normalized=True)
+            kwargs = big.segment_kwargs()
+            result = seg.segment(prepared, normalized=True, progress=progress, **kwargs) if seg.task == "semantic" \
+                else seg.segment_instances(prepared, normalized=True, progress=progress, **kwargs)
         except (DataError, ValueError) as err:
             reason = str(err) if str(path) in str(err) else f"{path}: {err}"
             if strict:

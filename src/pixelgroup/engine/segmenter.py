@@ -17,6 +17,8 @@ from ..methods.base import split_kwargs
 from ..types import Instances, ModelOutput
 from .build import build_model, get_method, grouper_spec
 from .checkpoint import load_checkpoint
+from .tiling import ReadWindow, TiledResult, Tiling, group_tiled, read_outputs, resolve_tiling, tiled_outputs
+from .tta import tta_forward, warn_if_no_effect
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +119,43 @@ class Segmenter:
         return normalize_percentile(image, low, high)
 
     @torch.no_grad()
-    def outputs(self, image: np.ndarray, *, normalized: bool = False) -> ModelOutput:
-        """Raw head outputs for one image: every tensor ``(C, H, W)`` on :attr:`device`."""
+    def outputs(self, image: np.ndarray, *, normalized: bool = False, tta: bool = False) -> ModelOutput:
+        """Raw head outputs for one image: every tensor ``(C, H, W)`` on :attr:`device`.
+
+        ``tta``: average over the 8 flips/rotations (:mod:`pixelgroup.engine.tta`)."""
         x = torch.from_numpy(np.ascontiguousarray(self.prepare(image, normalized=normalized)))
         x = x.permute(2, 0, 1)[None].to(self.device)  # (1, C, H, W)
-        return forward_padded(self.model, x)
+        if not tta:
+            return forward_padded(self.model, x)
+        warn_if_no_effect(list(self.method.head_channels(self.cfg)))
+        x, size = pad_to_multiple(x, self.model.multiple)
+        return self.forward_batch(x, tta=True).select(0).apply(lambda t: unpad(t, size))
+
+    @torch.no_grad()
+    def forward_batch(self, x: torch.Tensor, *, tta: bool = False) -> ModelOutput:
+        """Raw outputs ``(B, C', H, W)`` on :attr:`device` of a batch ``x (B, C, H, W)`` (any device,
+        H and W multiples of the network's multiple)."""
+        x = x.to(self.device)
+        return tta_forward(self.model, x) if tta else self.model(x)
+
+    def tiling_for(self, shape: tuple[int, int], *, tile: int | None = None, halo: int | None = None) -> Tiling | None:
+        """The tiling of an ``(H, W)`` image (``None``: one pass); see :func:`resolve_tiling`."""
+        return resolve_tiling(shape, tile=tile, halo=halo, multiple=self.model.multiple)
+
+    def segment_tiled(self, read_window: ReadWindow, shape: tuple[int, int], tiling: Tiling, labels, *,
+                      tta: bool = False, new_array=None, progress: bool = False) -> tuple[TiledResult, dict]:
+        """Tiled prediction (:mod:`pixelgroup.engine.tiling`) of an image read window by window.
+
+        Writes ``labels`` (an ``(H, W)`` zero int array: numpy, zarr, ...) in place and returns the
+        instances' scores/classes and the stitched raw outputs ``{head: (C, H, W) array}``
+        (arrays made by ``new_array(name, shape)``, default numpy)."""
+        if tta:
+            warn_if_no_effect(list(self.method.head_channels(self.cfg)))
+        arrays = tiled_outputs(lambda x: self.forward_batch(x, tta=tta), read_window, shape, tiling,
+                               multiple=self.model.multiple, new_array=new_array, progress=progress)
+        result = group_tiled(lambda box: read_outputs(arrays, box, self.device), self.group, shape, tiling, labels,
+                             task=self.task, progress=progress)
+        return result, arrays
 
     def group(self, output: ModelOutput) -> Instances | np.ndarray:
         """The grouper's result on one image's outputs: :class:`Instances` (instance methods) or an
@@ -133,17 +167,36 @@ class Segmenter:
         kwargs = split_kwargs(self.grouper_params, *fns, where=f"grouper '{self.grouper}' (grouping.params)")[0]
         return fn(output, state=self.state, **kwargs) if with_state else fn(output, **kwargs)
 
-    def segment_instances(self, image: np.ndarray, *, normalized: bool = False) -> Instances:
-        """Instances (labels, scores, classes) of one image."""
+    def segment_instances(self, image: np.ndarray, *, normalized: bool = False, tile: int | None = None,
+                          halo: int | None = None, tta: bool = False, progress: bool = False) -> Instances:
+        """Instances (labels, scores, classes) of one image.
+
+        ``tile``: block side for tiled prediction (``None``: automatic above 2048 x 2048 pixels,
+        ``0``: one pass); ``halo``: grouping context per side, pixels; ``tta``: flips/rotations."""
         if self.task != "instance":
             raise ValueError(f"method '{self.cfg.method}' is a semantic method; use segment()")
-        return self.group(self.outputs(image, normalized=normalized))
+        return self._segment(image, normalized=normalized, tile=tile, halo=halo, tta=tta, progress=progress)
 
-    def segment(self, image: np.ndarray, *, normalized: bool = False) -> np.ndarray:
-        """``(H, W)`` int32: instance labels (instance methods) or class indices (semantic methods)."""
-        result = self.group(self.outputs(image, normalized=normalized))
+    def segment(self, image: np.ndarray, *, normalized: bool = False, tile: int | None = None,
+                halo: int | None = None, tta: bool = False, progress: bool = False) -> np.ndarray:
+        """``(H, W)`` int32: instance labels (instance methods) or class indices (semantic methods).
+        Keywords as :meth:`segment_instances`."""
+        result = self._segment(image, normalized=normalized, tile=tile, halo=halo, tta=tta, progress=progress)
         labels = result.labels if isinstance(result, Instances) else result
         return np.asarray(labels, dtype=np.int32)
+
+    def _segment(self, image: np.ndarray, *, normalized: bool, tile: int | None, halo: int | None, tta: bool,
+                 progress: bool) -> Instances | np.ndarray:
+        prepared = self.prepare(image, normalized=normalized)
+        tiling = self.tiling_for(prepared.shape[:2], tile=tile, halo=halo)
+        if tiling is None:
+            return self.group(self.outputs(prepared, normalized=True, tta=tta))
+        labels = np.zeros(prepared.shape[:2], np.int32)
+        result, _ = self.segment_tiled(lambda b: prepared[b[0]:b[1], b[2]:b[3]], prepared.shape[:2], tiling,
+                                       labels, tta=tta, progress=progress)
+        if self.task == "semantic":
+            return labels
+        return Instances(labels, result.scores, result.classes)
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu", **overrides: Any) -> Segmenter:
