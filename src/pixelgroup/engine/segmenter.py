@@ -15,7 +15,7 @@ from ..data.transforms import pad_to_multiple, unpad
 from ..grouping.base import group
 from ..types import Instances, ModelOutput
 from .build import build_model, get_method, grouper_spec
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,10 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu") -> Segmenter:
+        path = resolve_checkpoint(path)
         cfg, state = load_checkpoint(path)
         model = build_model(cfg, in_channels=int(state.get("in_channels", 1)))
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], path)
         return cls(model, cfg, device=device, state=state.get("method_state"))
 
     @property

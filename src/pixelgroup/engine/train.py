@@ -23,7 +23,7 @@ from ..data.transforms import TrainingCrops
 from ..fileio import atomic_write_text
 from ..grouping.base import GROUPERS
 from .build import build_model, get_method, grouper_spec
-from .checkpoint import BEST, LAST, init_weights, save_checkpoint
+from .checkpoint import BEST, LAST, init_weights, load_weights, read_checkpoint, save_checkpoint
 from .evaluate import evaluate_segmenter
 from .segmenter import Segmenter
 
@@ -166,8 +166,11 @@ class _Trainer:
         save_checkpoint(self.run_dir / name, cfg=self.cfg, model=self.model, **extra)
 
     def resume(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
+        state = read_checkpoint(path, map_location=self.device)
+        if "optimizer" not in state:
+            raise TrainingError(f"{path} holds weights only (no optimizer state), so it cannot be resumed; "
+                                "start a new run from it with --init instead")
+        load_weights(self.model, state["model"], path)
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.best, self.best_step = float(state["best"]), int(state["best_step"])
