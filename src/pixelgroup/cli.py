@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,13 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_DEVICE_FORMS = "cpu, cuda, cuda:N (N = GPU index, e.g. cuda:0) or mps"
+
+
 def _device(name: str | None) -> str:
     import torch
 
     if name is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if not re.fullmatch(r"cpu|cuda|cuda:\d+|mps", name):
+        raise ValueError(f"--device {name}: not a device; use {_DEVICE_FORMS}")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        n = torch.cuda.device_count()
+        if ":" in name and int(name.split(":")[1]) >= n:
+            raise ValueError(f"--device {name}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: MPS (Apple GPU) is not available on this machine; use --device cpu")
     return name
 
 
@@ -130,16 +142,35 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRAIN_FLAGS = {"method": "--method", "train.steps": "--steps", "train.minutes": "--minutes", "train.lr": "--lr",
+                "data.batch_size": "--batch-size", "data.crop_size": "--crop-size", "data.format": "--format",
+                "train.init": "--init"}
+
+
+def _train_config(args: argparse.Namespace):
+    """The run config: the run folder's own (``--resume``), then ``--config``, then the flags."""
+    from .config import ConfigError, RunConfig, load_config
+
+    cfg, saved = RunConfig(), args.out / "config.yaml"
+    if args.resume and saved.is_file():
+        cfg = load_config(saved)
+        log.info("resuming %s: method '%s' and settings from %s (flags and --config override)", args.out,
+                 cfg.method, saved)
+    if args.config:
+        cfg = load_config(args.config, base=cfg)
+    values = [args.method, args.steps, args.minutes, args.lr, args.batch_size, args.crop_size, args.format,
+              None if args.init is None else str(args.init)]
+    overrides = dict(zip(_TRAIN_FLAGS, values))
+    try:
+        return cfg.replace(**overrides)
+    except ConfigError as err:
+        raise err.located(_TRAIN_FLAGS[err.key]) if overrides.get(err.key) is not None else err from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import RunConfig, load_config
     from .engine.train import fit
 
-    cfg = load_config(args.config) if args.config else RunConfig()
-    cfg = cfg.replace(**{
-        "method": args.method, "train.steps": args.steps, "train.minutes": args.minutes, "train.lr": args.lr,
-        "data.batch_size": args.batch_size, "data.crop_size": args.crop_size, "data.format": args.format,
-        "train.init": None if args.init is None else str(args.init),
-    })
+    cfg = _train_config(args)
     res = fit(cfg, data=args.data, val=args.val, out=args.out, device=_device(args.device), resume=args.resume,
               progress=not args.no_progress)
     print(f"trained {res.steps} steps in {res.seconds:.0f} s; best validation score {res.best_metric:.4f} "

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import RunConfig, save_config
+from ..config import RunConfig, config_from_dict, save_config
 from ..data.base import DATASETS
 from ..data.check import check_dataset
 from ..data.detect import detect_format
@@ -165,8 +165,8 @@ class _Trainer:
                          best_step=self.best_step, history=self.history)
         save_checkpoint(self.run_dir / name, cfg=self.cfg, model=self.model, **extra)
 
-    def resume(self, path: Path) -> None:
-        state = read_checkpoint(path, map_location=self.device)
+    def resume(self, path: Path, state: dict | None = None) -> None:
+        state = read_checkpoint(path, map_location=self.device) if state is None else state
         if "optimizer" not in state:
             raise TrainingError(f"{path} holds weights only (no optimizer state), so it cannot be resumed; "
                                 "start a new run from it with --init instead")
@@ -205,6 +205,40 @@ def _loader(tr: _Trainer) -> DataLoader:
                       num_workers=cfg.train.num_workers, persistent_workers=cfg.train.num_workers > 0)
 
 
+def _nothing_to_resume(run_dir: Path) -> TrainingError:
+    if (run_dir / "config.yaml").is_file():
+        return TrainingError(f"nothing to resume in {run_dir}: it has config.yaml but no {LAST} (the run stopped "
+                             "before its first checkpoint); start it again without --resume")
+    return TrainingError(f"nothing to resume: {run_dir} holds no run ({LAST} not found); give the run folder "
+                         "with --out, or drop --resume to start a new run there")
+
+
+def _resume_state(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict:
+    """The state of ``run_dir/last.pt``, once its method and model settings are known to match ``cfg``."""
+    state = read_checkpoint(run_dir / LAST, map_location=device)
+    try:
+        saved = config_from_dict(state["config"])
+    except (TypeError, ValueError) as err:
+        raise TrainingError(f"{run_dir / LAST}: the config saved in it is invalid ({err})") from None
+    ours, theirs = cfg.to_dict(), saved.to_dict()
+    keys = ["method"] + [f"model.{k}" for k in theirs["model"]]
+    differ = [k for k in keys if _get(ours, k) != _get(theirs, k)]
+    if differ:
+        asks = ", ".join(f"{k}={_get(ours, k)!r}" for k in differ)
+        was = ", ".join(f"{k}={_get(theirs, k)!r}" for k in differ)
+        raise TrainingError(
+            f"{run_dir / LAST} was trained with {was}; this run asks for {asks}. A resumed run keeps its method "
+            f"and model settings: drop the differing --method/--config values, or start a new run in another "
+            f"--out (with --init {run_dir} to start from these weights)")
+    return state
+
+
+def _get(tree: dict, key: str) -> Any:
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
 def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | None = None,
         device: str | torch.device = "cpu", resume: bool = False, progress: bool = True) -> FitResult:
     """Train ``cfg.method`` on ``data`` and write the run folder ``out``.
@@ -223,6 +257,8 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     device = torch.device(device)
     if (run_dir / LAST).is_file() and not resume:
         raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and not (run_dir / LAST).is_file():
+        raise _nothing_to_resume(run_dir)
     get_method(cfg)  # an unknown method name fails here, before any data is read
     if get_method(cfg).task == "instance":
         GROUPERS.get(grouper_spec(cfg)[0])
@@ -233,10 +269,11 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
         log.info("model.n_classes set to %d (background + classes) from %s", n_data, data)
         cfg = cfg.replace(**{"model.n_classes": int(n_data)})
     check_n_classes(cfg, train_ds)
+    saved = _resume_state(cfg, run_dir, device) if resume else None
     tr = _Trainer(cfg, train_ds, val_ds, run_dir, device)
     tr.data_root = str(Path(data).resolve())
-    if resume and (run_dir / LAST).is_file():
-        tr.resume(run_dir / LAST)
+    if saved is not None:
+        tr.resume(run_dir / LAST, saved)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml", version=__version__)
     _train_loop(tr, progress=progress)
