@@ -168,11 +168,16 @@ def _train_config(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .engine.train import fit
+    from .engine.train import TrainingInterrupted, fit
 
     cfg = _train_config(args)
-    res = fit(cfg, data=args.data, val=args.val, out=args.out, device=_device(args.device), resume=args.resume,
-              progress=not args.no_progress)
+    try:
+        res = fit(cfg, data=args.data, val=args.val, out=args.out, device=_device(args.device), resume=args.resume,
+                  progress=not args.no_progress)
+    except TrainingInterrupted as stop:
+        print(f"pixelgroup train: stopped by {stop.signame} at step {stop.step}; saved {stop.path}; continue with: "
+              f"pixelgroup train --data {args.data} --out {args.out} --resume", file=sys.stderr)
+        return 128 + stop.signum
     print(f"trained {res.steps} steps in {res.seconds:.0f} s; best validation score {res.best_metric:.4f} "
           f"at step {res.best_step}; model: {res.run_dir / 'best.pt'}")
     return 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,43 @@ log = logging.getLogger(__name__)
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, bad setup); the message says why and what to do."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped training after a full checkpoint (``path``) was saved at ``step``."""
+
+    def __init__(self, signum: int, step: int, path: Path) -> None:
+        self.signum, self.step, self.path = signum, step, path
+        self.signame = signal.Signals(signum).name
+        super().__init__(f"stopped by {self.signame} at step {step}; saved {path}; continue with --resume")
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """While open, SIGINT and SIGTERM ask training to stop after the current step: the signals received
+    are appended to the yielded list. A second signal stops at once (``KeyboardInterrupt``). Outside
+    the main thread nothing is installed; the previous handlers are restored on exit."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        log.warning("%s: saving a checkpoint after this step, then stopping (send it again to stop at once)",
+                    signal.Signals(signum).name)
+
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in wanted}
+    for s in wanted:
+        signal.signal(s, handler)
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 @dataclass
@@ -276,7 +316,8 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
         tr.resume(run_dir / LAST, saved)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml", version=__version__)
-    _train_loop(tr, progress=progress)
+    with _stop_requests() as stop:
+        _train_loop(tr, progress=progress, stop=stop)
     return FitResult(run_dir, tr.step, tr.elapsed, tr.best, tr.best_step, tr.history)
 
 
@@ -296,7 +337,9 @@ def _record(tr: _Trainer, writer, results: dict[str, Any]) -> None:
     tr.save(LAST, full=True)
 
 
-def _train_loop(tr: _Trainer, *, progress: bool) -> None:
+def _train_loop(tr: _Trainer, *, progress: bool, stop: list[int] | None = None) -> None:
+    """Train to the budget; when ``stop`` holds a signal number, save ``last.pt`` after the current
+    step and raise :class:`TrainingInterrupted`."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
@@ -327,11 +370,16 @@ def _train_loop(tr: _Trainer, *, progress: bool) -> None:
             writer.add_scalar("lr", lr, tr.step)
             bar.update(1)
             bar.set_postfix({k: f"{float(v.detach()):.3f}" for k, v in terms.items()}, refresh=False)
+            log.debug("step %d done", tr.step)
             if tr.step - last_val >= cfg.val_every:
                 tr.elapsed += time.monotonic() - t0
                 t0 = time.monotonic()
                 _record(tr, writer, tr.validate())
                 last_val = tr.step
+            if stop:
+                tr.elapsed += time.monotonic() - t0
+                tr.save(LAST, full=True)
+                raise TrainingInterrupted(stop[0], tr.step, tr.run_dir / LAST)
         tr.elapsed += time.monotonic() - t0
         if tr.step != last_val or not (tr.run_dir / BEST).is_file():
             _record(tr, writer, tr.validate())
