@@ -6,6 +6,7 @@ import logging
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -92,10 +93,12 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "GLOBAL" not in str(err) and not _asks_for_objects(path):
+        # The restricted unpickler refuses what it would have to import or call; a torch zip file it
+        # refuses, or a plain pickle that asks for objects, is hostile (or foreign), not damaged.
+        if "GLOBAL" not in str(err) and not zipfile.is_zipfile(path) and not _asks_for_objects(path):
             raise ValueError(f"{path}: not a readable pixelgroup checkpoint (damaged or truncated file: "
                              f"{_first_line(err)}); use another copy or retrain") from None
-        found = re.search(r"GLOBAL (\S+)", str(err))
+        found = re.search(r"(?:GLOBAL|Unsupported class) (\S+)", str(err))
         what = f" (it asks for {found.group(1)})" if found else ""
         raise UnsafeCheckpointError(
             f"{path}: refused for safety: the file contains code or Python objects{what} that a pixelgroup model "
