@@ -192,7 +192,8 @@ def _is_number(v: Any) -> bool:
     return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
 
-# Type words and examples for the error messages; ranges beyond the type (checked after it).
+# Type words and examples for the error messages; ranges beyond the type (checked after it). Limits that
+# depend on the method (model.embedding_dim, model.n_sigma) are checked by the method itself.
 _TYPE_WORDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "text"}
 _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.normalize": (lambda v: 0 <= v[0] < v[1] <= 100, "two percentiles 0 <= low < high <= 100"),
@@ -202,8 +203,6 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.scale": (lambda v: v > 0, "> 0"),
     "model.width": (lambda v: v >= 1, ">= 1"),
     "model.depth": (lambda v: v >= 1, ">= 1"),
-    "model.embedding_dim": (lambda v: v >= 1, ">= 1"),
-    "model.n_sigma": (lambda v: v in (1, 2), "1 (circular) or 2 (elliptical)"),
     "model.n_classes": (lambda v: v >= 1, ">= 1"),
     "model.embedding_coords": (lambda v: v >= 0, ">= 0"),
     "train.steps": (lambda v: v >= 1, ">= 1"),

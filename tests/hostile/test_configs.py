@@ -32,8 +32,8 @@ YAML_CASES = [
     ("data.augment", "data: {augment: sometimes}", "true or false"),
     ("model.width", "model: {width: 0}", ">= 1"),
     ("model.depth", "model: {depth: -1}", ">= 1"),
-    ("model.n_sigma", "model: {n_sigma: 3}", "1 (circular) or 2"),
-    ("model.embedding_dim", "model: {embedding_dim: 0}", ">= 1"),
+    ("model.n_sigma", "model: {n_sigma: two}", "an integer"),
+    ("model.embedding_dim", "model: {embedding_dim: 8.5}", "an integer"),
     ("train", "train: 5", "a mapping of train settings"),
     ("method", "method: [spatial]", "text"),
 ]
