@@ -16,7 +16,7 @@ import pytest
 
 from pixelgroup.engine.checkpoint import read_checkpoint
 
-from .conftest import SRC, assert_one_line_error, cli
+from .conftest import SRC, assert_one_line_error, cli, tiny_checkpoint
 
 DONE = re.compile(r"^step (\d+) done$")
 
@@ -26,7 +26,7 @@ def _start(args) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "pixelgroup.cli", "-v", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _wait_for_step(proc: subprocess.Popen, step: int, timeout: float = 60) -> tuple[int, list[str]]:
@@ -53,11 +53,15 @@ def _steps_done(lines: list[str]) -> list[int]:
     return [int(m.group(1)) for m in map(DONE.match, lines) if m]
 
 
-def _stop_with(sig: signal.Signals, args, run, after: int) -> tuple[int, list[int]]:
-    """Train, send ``sig`` once ``after`` steps are done: ``(step saved, steps this process did)``."""
+def _stop_with(sig: signal.Signals, args, run, after: int, group: bool = False) -> tuple[int, list[int]]:
+    """Train, send ``sig`` (to the whole process group, as a terminal does) once ``after`` steps are done:
+    ``(step saved, steps this process did)``."""
     proc = _start(args)
     _, lines = _wait_for_step(proc, after)
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     rc, lines = _finish(proc, lines)
     assert rc == 128 + sig, "\n".join(lines[-20:])
     assert "Traceback" not in "\n".join(lines)
@@ -73,10 +77,17 @@ def _stop_with(sig: signal.Signals, args, run, after: int) -> tuple[int, list[in
 
 @pytest.mark.slow
 def test_sigint_and_sigterm_save_the_step_and_resume_continues_there(train_args, tmp_path):
-    """SIGINT -> 130, resume, SIGTERM -> 143, resume to the end: every run starts at the step saved."""
+    """SIGINT -> 130, resume, SIGTERM -> 143, resume to the end: every run starts at the step saved.
+
+    The SIGTERM goes to the process group of a run with a data-loader worker, which must leave it to the
+    main process."""
     run = tmp_path / "run"
     first, _ = _stop_with(signal.SIGINT, [*train_args, "--steps", "100000"], run, 3)
-    second, done = _stop_with(signal.SIGTERM, [*train_args, "--steps", "100000", "--resume"], run, first + 2)
+    workers = tmp_path / "workers.yaml"
+    workers.write_text("model: {width: 4, depth: 2}\ntrain: {val_every: 1000, num_workers: 1}\n")
+    args = [*train_args, "--steps", "100000", "--resume"]
+    args[args.index("--config") + 1] = workers
+    second, done = _stop_with(signal.SIGTERM, args, run, first + 2, group=True)
     assert done[0] == first + 1
     proc = _start([*train_args, "--steps", str(second + 2), "--resume"])
     rc, lines = _finish(proc, [])
@@ -147,3 +158,14 @@ def test_resume_takes_method_from_the_run_and_refuses_another(train_args, tmp_pa
     assert "method 'discriminative' and settings from" in caplog.text
     state = read_checkpoint(run / "last.pt")
     assert state["step"] == 3 and state["config"]["method"] == "discriminative"
+
+
+def test_resume_does_not_read_the_init_checkpoint_again(train_args, tmp_path, capsys):
+    """A run started with --init resumes from its own last.pt even when the init file is gone."""
+    init = tiny_checkpoint(tmp_path / "init.pt")
+    assert cli(capsys, *train_args, "--steps", "2", "--init", init)[0] == 0
+    init.unlink()
+    code, _, err = cli(capsys, *train_args, "--steps", "3", "--resume")
+    assert code == 0, err
+    state = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["step"] == 3 and state["config"]["train"]["init"] == str(init)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -242,7 +243,15 @@ def _loader(tr: _Trainer) -> DataLoader:
                           length=(cfg.train.steps + 1) * cfg.data.batch_size, seed=cfg.train.seed)
     sampler = range(tr.step * cfg.data.batch_size, len(crops))
     return DataLoader(crops, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
-                      num_workers=cfg.train.num_workers, persistent_workers=cfg.train.num_workers > 0)
+                      num_workers=cfg.train.num_workers, persistent_workers=cfg.train.num_workers > 0,
+                      worker_init_fn=_leave_signals_to_main if cfg.train.num_workers > 0 else None)
+
+
+def _leave_signals_to_main(_: int) -> None:
+    """Data-loader workers ignore Ctrl-C and SIGTERM sent to the whole process group: the main process
+    saves a checkpoint and stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _nothing_to_resume(run_dir: Path) -> TrainingError:
@@ -271,6 +280,10 @@ def _resume_state(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict:
             f"and model settings: drop the differing --method/--config values, or start a new run in another "
             f"--out (with --init {run_dir} to start from these weights)")
     return state
+
+
+def _without_init(cfg: RunConfig) -> RunConfig:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init=None))
 
 
 def _get(tree: dict, key: str) -> Any:
@@ -310,7 +323,9 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
         cfg = cfg.replace(**{"model.n_classes": int(n_data)})
     check_n_classes(cfg, train_ds)
     saved = _resume_state(cfg, run_dir, device) if resume else None
-    tr = _Trainer(cfg, train_ds, val_ds, run_dir, device)
+    # resuming: the weights come from last.pt, so train.init is not read again (it may be gone)
+    tr = _Trainer(cfg if saved is None else _without_init(cfg), train_ds, val_ds, run_dir, device)
+    tr.cfg = cfg
     tr.data_root = str(Path(data).resolve())
     if saved is not None:
         tr.resume(run_dir / LAST, saved)
