@@ -147,15 +147,28 @@ _TRAIN_FLAGS = {"method": "--method", "train.steps": "--steps", "train.minutes":
                 "train.init": "--init"}
 
 
+def _saved_run_config(out: Path):
+    """The config of the run in ``out`` (its config.yaml, else its last.pt), or ``None`` when it has neither."""
+    from .config import load_config
+    from .engine.checkpoint import LAST, load_checkpoint
+
+    if (out / "config.yaml").is_file():
+        return load_config(out / "config.yaml"), out / "config.yaml"
+    if (out / LAST).is_file():
+        return load_checkpoint(out / LAST)[0], out / LAST
+    return None
+
+
 def _train_config(args: argparse.Namespace):
     """The run config: the run folder's own (``--resume``), then ``--config``, then the flags."""
     from .config import ConfigError, RunConfig, load_config
 
-    cfg, saved = RunConfig(), args.out / "config.yaml"
-    if args.resume and saved.is_file():
-        cfg = load_config(saved)
+    cfg = RunConfig()
+    saved = _saved_run_config(args.out) if args.resume else None
+    if saved is not None:
+        cfg = saved[0]
         log.info("resuming %s: method '%s' and settings from %s (flags and --config override)", args.out,
-                 cfg.method, saved)
+                 cfg.method, saved[1])
     if args.config:
         cfg = load_config(args.config, base=cfg)
     values = [args.method, args.steps, args.minutes, args.lr, args.batch_size, args.crop_size, args.format,
