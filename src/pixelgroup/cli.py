@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -150,13 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_DEVICE_FORMS = "cpu, cuda, cuda:N (N = GPU index, e.g. cuda:0) or mps"
+
+
 def _device(name: str | None) -> str:
     import torch
 
     if name is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if not re.fullmatch(r"cpu|cuda|cuda:\d+|mps", name):
+        raise ValueError(f"--device {name}: not a device; use {_DEVICE_FORMS}")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        n = torch.cuda.device_count()
+        if ":" in name and int(name.split(":")[1]) >= n:
+            raise ValueError(f"--device {name}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: MPS (Apple GPU) is not available on this machine; use --device cpu")
     return name
 
 
@@ -178,21 +190,57 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRAIN_FLAGS = {"method": "--method", "train.steps": "--steps", "train.minutes": "--minutes", "train.lr": "--lr",
+                "data.batch_size": "--batch-size", "data.crop_size": "--crop-size", "data.format": "--format",
+                "train.init": "--init"}
+
+
+def _saved_run_config(out: Path):
+    """The config of the run in ``out`` (its config.yaml, else its last.pt), or ``None`` when it has neither."""
+    from .config import load_config
+    from .engine.checkpoint import LAST, load_checkpoint
+
+    if (out / "config.yaml").is_file():
+        return load_config(out / "config.yaml"), out / "config.yaml"
+    if (out / LAST).is_file():
+        return load_checkpoint(out / LAST)[0], out / LAST
+    return None
+
+
+def _train_config(args: argparse.Namespace):
+    """The run config: the run folder's own (``--resume``), then ``--config``, then the flags."""
+    from .config import ConfigError, RunConfig, load_config
+
+    cfg = RunConfig()
+    saved = _saved_run_config(args.out) if args.resume else None
+    if saved is not None:
+        cfg = saved[0]
+        log.info("resuming %s: method '%s' and settings from %s (flags and --config override)", args.out,
+                 cfg.method, saved[1])
+    if args.config:
+        cfg = load_config(args.config, base=cfg)
+    values = [args.method, args.steps, args.minutes, args.lr, args.batch_size, args.crop_size, args.format,
+              None if args.init is None else str(args.init)]
+    overrides = dict(zip(_TRAIN_FLAGS, values))
+    try:
+        return cfg.replace(**overrides)
+    except ConfigError as err:
+        raise err.located(_TRAIN_FLAGS[err.key]) if overrides.get(err.key) is not None else err from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import RunConfig, load_config
     from .engine.outputs import check_out_folder
-    from .engine.train import fit
+    from .engine.train import TrainingInterrupted, fit
 
     check_out_folder(args.out)
-
-    cfg = load_config(args.config) if args.config else RunConfig()
-    cfg = cfg.replace(**{
-        "method": args.method, "train.steps": args.steps, "train.minutes": args.minutes, "train.lr": args.lr,
-        "data.batch_size": args.batch_size, "data.crop_size": args.crop_size, "data.format": args.format,
-        "train.init": None if args.init is None else str(args.init),
-    })
-    res = fit(cfg, data=args.data, val=args.val, out=args.out, device=_device(args.device), resume=args.resume,
-              progress=not args.no_progress)
+    cfg = _train_config(args)
+    try:
+        res = fit(cfg, data=args.data, val=args.val, out=args.out, device=_device(args.device), resume=args.resume,
+                  progress=not args.no_progress)
+    except TrainingInterrupted as stop:
+        print(f"pixelgroup train: stopped by {stop.signame} at step {stop.step}; saved {stop.path}; continue with: "
+              f"pixelgroup train --data {args.data} --out {args.out} --resume", file=sys.stderr)
+        return 128 + stop.signum
     print(f"trained {res.steps} steps in {res.seconds:.0f} s; best validation score {res.best_metric:.4f} "
           f"at step {res.best_step}; model: {res.run_dir / 'best.pt'}")
     return 0

@@ -7,7 +7,11 @@ overrides only the flags the user set (``None`` flags are dropped).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import math
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +161,104 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+class ConfigError(ValueError):
+    """A config value of the wrong type or out of range.
+
+    The message names the setting where it came from: ``train.steps in run.yaml`` for a YAML key,
+    ``--steps`` for a command-line flag (see :meth:`located`), and says what is expected with an example.
+    """
+
+    def __init__(self, key: str, value: Any, expected: str, example: Any, source: str | None = None) -> None:
+        self.key, self.value, self.expected, self.example, self.source = key, value, expected, example, source
+        got = f"{value!r} (text)" if isinstance(value, str) else repr(value)
+        if source is not None and source.startswith("--"):
+            where, fix = source, f"{source} {_yaml_inline(example)}"
+        else:
+            where = f"{key} in {source}" if source else f"config {key}"
+            *section, leaf = key.split(".")
+            fix = f"{leaf}: {_yaml_inline(example)}"
+            fix = f"{section[0]}: {{{fix}}}" if section else fix
+        super().__init__(f"{where}: got {got}; expected {expected}, e.g. {fix}")
+
+    def located(self, source: str) -> ConfigError:
+        """The same error, naming ``source`` (a YAML file, or a flag such as ``--steps``)."""
+        return ConfigError(self.key, self.value, self.expected, self.example, source)
+
+
+def _yaml_inline(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+# Type words and examples for the error messages; ranges beyond the type (checked after it). Limits that
+# depend on the method (model.embedding_dim, model.n_sigma) are checked by the method itself.
+_TYPE_WORDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "text"}
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "data.normalize": (lambda v: 0 <= v[0] < v[1] <= 100, "two percentiles 0 <= low < high <= 100"),
+    "data.crop_size": (lambda v: v >= 1, ">= 1"),
+    "data.batch_size": (lambda v: v >= 1, ">= 1"),
+    "data.val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "data.scale": (lambda v: v > 0, "> 0"),
+    "model.width": (lambda v: v >= 1, ">= 1"),
+    "model.depth": (lambda v: v >= 1, ">= 1"),
+    "model.n_classes": (lambda v: v >= 1, ">= 1"),
+    "model.embedding_coords": (lambda v: v >= 0, ">= 0"),
+    "train.steps": (lambda v: v >= 1, ">= 1"),
+    "train.minutes": (lambda v: v > 0, "> 0 (or null for no time limit)"),
+    "train.lr": (lambda v: v > 0, "> 0"),
+    "train.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "train.val_every": (lambda v: v >= 1, ">= 1"),
+    "train.seed": (lambda v: v >= 0, ">= 0"),
+    "train.num_workers": (lambda v: v >= 0, ">= 0"),
+}
+_EXAMPLES = {"train.minutes": 30, "model.embedding_coords": 0.1, "data.split": "train", "model.context": "renet",
+             "train.init": "runs/previous", "grouping.name": "seeded"}
+
+
+def _type_ok(value: Any, hint: Any) -> tuple[bool, str]:
+    """Whether ``value`` fits the annotation ``hint``, and the words for what ``hint`` expects."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        ok, words = _type_ok(value, inner[0])
+        return value is None or ok, f"{words} or null"
+    if origin is tuple:
+        n = len(args)
+        ok = isinstance(value, (list, tuple)) and len(value) == n and all(_is_number(v) for v in value)
+        return ok, f"a list of {n} numbers"
+    if origin is not None and issubclass(origin, Mapping):
+        return isinstance(value, Mapping), "a mapping of keys to values"
+    if hint is float:
+        return _is_number(value), "a finite number"
+    if hint is int:
+        return _is_int(value), "an integer"
+    if hint in (bool, str):
+        return isinstance(value, hint), _TYPE_WORDS[hint]
+    return True, ""
+
+
+def _check_value(cls: type, name: str, value: Any, key: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` fits the field's type and range."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    example = _EXAMPLES.get(key, f.default if f.default is not dataclasses.MISSING else None)
+    ok, words = _type_ok(value, typing.get_type_hints(cls)[name])
+    check, rule = _RANGES.get(key, (None, ""))
+    if key == "data.normalize":
+        words, rule = rule, ""
+    expected = f"{words.removesuffix(' or null')} {rule}".strip()
+    if words.endswith(" or null") and "null" not in expected:
+        expected += " (or null)"
+    if not ok or (check is not None and value is not None and not check(value)):
+        raise ConfigError(key, value, expected, example)
+
+
 def _build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
     values = dict(values or {})
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -167,10 +269,16 @@ def _build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
         )
     kwargs = {}
     for name, value in values.items():
+        key = f"{where}.{name}" if where else name
         sub = _NESTED.get((cls, name))
         if sub is not None:
-            kwargs[name] = _build(sub, value, f"{where}.{name}" if where else name)
-        elif name == "normalize":
+            if value is not None and not isinstance(value, Mapping):
+                first = dataclasses.fields(sub)[0]
+                raise ConfigError(key, value, f"a mapping of {key} settings", {first.name: first.default})
+            kwargs[name] = _build(sub, value, key)
+            continue
+        _check_value(cls, name, value, key)
+        if name == "normalize":
             kwargs[name] = tuple(float(v) for v in value)
         else:
             kwargs[name] = value
@@ -186,25 +294,55 @@ _NESTED = {
 
 
 def config_from_dict(values: Mapping[str, Any] | None) -> RunConfig:
-    """Build a :class:`RunConfig`; unknown keys raise a ``ValueError`` listing the valid ones."""
+    """Build a :class:`RunConfig`; unknown keys raise a ``ValueError`` listing the valid ones, a value of
+    the wrong type or out of range a :class:`ConfigError` naming the key, what is expected and an example."""
     return _build(RunConfig, values, "")
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a YAML run config. Missing file or bad YAML raise with the file name."""
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 numbers: ``1e-3`` is a float (PyYAML's YAML 1.1 rules read it as text)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_config(path: str | Path, *, base: RunConfig | None = None) -> RunConfig:
+    """Read a YAML run config. Missing file or bad YAML raise with the file name.
+
+    Keys the file leaves out take their value from ``base`` (default: the defaults). A top-level
+    ``version`` key, as :func:`save_config` writes beside each checkpoint, is ignored.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.load(path.read_text(), Loader=_Loader) or {}  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(values, Mapping):
         raise ValueError(f"{path}: a run config must be a YAML mapping, got {type(values).__name__}")
+    values = {k: v for k, v in values.items() if k != "version"}
+    if base is not None:
+        values = _merge(base.to_dict(), values)
     try:
         return config_from_dict(values)
+    except ConfigError as err:
+        raise err.located(str(path)) from None
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None
+
+
+def _merge(tree: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``tree`` with ``over`` applied key by key (nested sections merged, not replaced)."""
+    out = dict(tree)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, Mapping) and k in (
+            "data", "model", "train", "grouping") else v
+    return out
 
 
 def save_config(cfg: RunConfig, path: str | Path, **extra: Any) -> None:

@@ -1,6 +1,8 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename over the target.
 
-A crash or a kill mid-write leaves either the old file or the new one, never a torn file.
+A crash or a kill mid-write leaves either the old file or the new one, never a torn file. The new
+file gets the usual permissions of a newly created file (``0o666 & ~umask``), not the private
+``0o600`` of a temporary file.
 """
 
 from __future__ import annotations
@@ -8,9 +10,20 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _new_file_mode() -> int:
+    """``0o666 & ~umask``: what ``open(path, "w")`` would give a new file."""
+    with _UMASK_LOCK:  # the umask can only be read by setting it; put it back at once
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
@@ -19,7 +32,11 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the permissions a plain open() would
+        # mkstemp makes 0600; give the permissions a plain open() would
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _new_file_mode())
+        else:
+            os.chmod(tmp, _new_file_mode())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -30,12 +47,6 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
             os.unlink(tmp)
         raise
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

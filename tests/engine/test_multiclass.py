@@ -123,7 +123,7 @@ def test_train_predict_evaluate_per_class_through_the_cli(voc, tmp_path, capsys)
     cfg = write_config(tmp_path / "c.yaml", VOC_K, fg_threshold=0.0, seed_threshold=0.0, min_size=4)
     assert main(["train", "--data", str(voc), "--format", "voc", "--out", str(run), "--config", cfg,
                  "--steps", "2", "--device", "cpu", "--no-progress"]) == 0
-    state = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    state = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
     assert state["model"]["heads.seed.out.weight"].shape[0] == VOC_K
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert any(key.startswith("coco_ap/class_") for key in history[-1])  # validation is per class

@@ -16,7 +16,7 @@ from ..grouping.base import GROUPERS
 from ..methods.base import split_kwargs
 from ..types import Instances, ModelOutput
 from .build import build_model, get_method, grouper_spec
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 from .tiling import ReadWindow, TiledResult, Tiling, group_tiled, read_outputs, resolve_tiling, tiled_outputs
 from .tta import tta_forward, warn_if_no_effect
 
@@ -97,9 +97,10 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu") -> Segmenter:
+        path = resolve_checkpoint(path)
         cfg, state = load_checkpoint(path)
         model = build_model(cfg, in_channels=int(state.get("in_channels", 1)))
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], path)
         return cls(model, cfg, device=device, state=state.get("method_state"))
 
     @property

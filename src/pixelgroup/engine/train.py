@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +18,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import RunConfig, save_config
+from ..config import RunConfig, config_from_dict, save_config
 from ..data.transforms import TrainingCrops
 from ..fileio import atomic_write_text
 from .build import build_loss, build_model, get_method, grouper_spec
-from .checkpoint import BEST, LAST, init_weights, save_checkpoint
+from .checkpoint import BEST, LAST, init_weights, load_weights, read_checkpoint, save_checkpoint
 from .datasets import check_before_training, check_n_classes, open_datasets
 from .errors import TrainingError
 from .segmenter import Segmenter
@@ -26,6 +30,43 @@ from .state import fit_state
 from .validate import evaluate_segmenter
 
 log = logging.getLogger(__name__)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped training after a full checkpoint (``path``) was saved at ``step``."""
+
+    def __init__(self, signum: int, step: int, path: Path) -> None:
+        self.signum, self.step, self.path = signum, step, path
+        self.signame = signal.Signals(signum).name
+        super().__init__(f"stopped by {self.signame} at step {step}; saved {path}; continue with --resume")
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """While open, SIGINT and SIGTERM ask training to stop after the current step: the signals received
+    are appended to the yielded list. A second signal stops at once (``KeyboardInterrupt``). Outside
+    the main thread nothing is installed; the previous handlers are restored on exit."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        log.warning("%s: saving a checkpoint after this step, then stopping (send it again to stop at once)",
+                    signal.Signals(signum).name)
+
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in wanted}
+    for s in wanted:
+        signal.signal(s, handler)
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 @dataclass
@@ -87,9 +128,12 @@ class _Trainer:
                          best_step=self.best_step, history=self.history)
         save_checkpoint(self.run_dir / name, cfg=self.cfg, model=self.model, **extra)
 
-    def resume(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
+    def resume(self, path: Path, state: dict | None = None) -> None:
+        state = read_checkpoint(path, map_location=self.device) if state is None else state
+        if "optimizer" not in state:
+            raise TrainingError(f"{path} holds weights only (no optimizer state), so it cannot be resumed; "
+                                "start a new run from it with --init instead")
+        load_weights(self.model, state["model"], path)
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.best, self.best_step = float(state["best"]), int(state["best_step"])
@@ -121,7 +165,53 @@ def _loader(tr: _Trainer) -> DataLoader:
                           length=(cfg.train.steps + 1) * cfg.data.batch_size, seed=cfg.train.seed)
     sampler = range(tr.step * cfg.data.batch_size, len(crops))
     return DataLoader(crops, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
-                      num_workers=cfg.train.num_workers, persistent_workers=cfg.train.num_workers > 0)
+                      num_workers=cfg.train.num_workers, persistent_workers=cfg.train.num_workers > 0,
+                      worker_init_fn=_leave_signals_to_main if cfg.train.num_workers > 0 else None)
+
+
+def _leave_signals_to_main(_: int) -> None:
+    """Data-loader workers ignore Ctrl-C and SIGTERM sent to the whole process group: the main process
+    saves a checkpoint and stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _nothing_to_resume(run_dir: Path) -> TrainingError:
+    if (run_dir / "config.yaml").is_file():
+        return TrainingError(f"nothing to resume in {run_dir}: it has config.yaml but no {LAST} (the run stopped "
+                             "before its first checkpoint); start it again without --resume")
+    return TrainingError(f"nothing to resume: {run_dir} holds no run ({LAST} not found); give the run folder "
+                         "with --out, or drop --resume to start a new run there")
+
+
+def _resume_state(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict:
+    """The state of ``run_dir/last.pt``, once its method and model settings are known to match ``cfg``."""
+    state = read_checkpoint(run_dir / LAST, map_location=device)
+    try:
+        saved = config_from_dict(state["config"])
+    except (TypeError, ValueError) as err:
+        raise TrainingError(f"{run_dir / LAST}: the config saved in it is invalid ({err})") from None
+    ours, theirs = cfg.to_dict(), saved.to_dict()
+    keys = ["method"] + [f"model.{k}" for k in theirs["model"]]
+    differ = [k for k in keys if _get(ours, k) != _get(theirs, k)]
+    if differ:
+        asks = ", ".join(f"{k}={_get(ours, k)!r}" for k in differ)
+        was = ", ".join(f"{k}={_get(theirs, k)!r}" for k in differ)
+        raise TrainingError(
+            f"{run_dir / LAST} was trained with {was}; this run asks for {asks}. A resumed run keeps its method "
+            f"and model settings: drop the differing --method/--config values, or start a new run in another "
+            f"--out (with --init {run_dir} to start from these weights)")
+    return state
+
+
+def _without_init(cfg: RunConfig) -> RunConfig:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init=None))
+
+
+def _get(tree: dict, key: str) -> Any:
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | None = None,
@@ -142,6 +232,8 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     device = torch.device(device)
     if (run_dir / LAST).is_file() and not resume:
         raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and not (run_dir / LAST).is_file():
+        raise _nothing_to_resume(run_dir)
     method = get_method(cfg)  # an unknown method or grouper name fails here, before any data is read
     grouper_spec(cfg)
     check_before_training(cfg, data)
@@ -151,13 +243,17 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
         log.info("model.n_classes set to %d (background + classes) from %s", n_data, data)
         cfg = cfg.replace(**{"model.n_classes": int(n_data)})
     check_n_classes(cfg, train_ds)
-    tr = _Trainer(cfg, train_ds, val_ds, run_dir, device)
+    saved = _resume_state(cfg, run_dir, device) if resume else None
+    # resuming: the weights come from last.pt, so train.init is not read again (it may be gone)
+    tr = _Trainer(cfg if saved is None else _without_init(cfg), train_ds, val_ds, run_dir, device)
+    tr.cfg = cfg
     tr.data_root = str(Path(data).resolve())
-    if resume and (run_dir / LAST).is_file():
-        tr.resume(run_dir / LAST)
+    if saved is not None:
+        tr.resume(run_dir / LAST, saved)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml", version=__version__)
-    _train_loop(tr, progress=progress)
+    with _stop_requests() as stop:
+        _train_loop(tr, progress=progress, stop=stop)
     return FitResult(run_dir, tr.step, tr.elapsed, tr.best, tr.best_step, tr.history)
 
 
@@ -177,7 +273,9 @@ def _record(tr: _Trainer, writer, results: dict[str, Any]) -> None:
     tr.save(LAST, full=True)
 
 
-def _train_loop(tr: _Trainer, *, progress: bool) -> None:
+def _train_loop(tr: _Trainer, *, progress: bool, stop: list[int] | None = None) -> None:
+    """Train to the budget; when ``stop`` holds a signal number, save ``last.pt`` after the current
+    step and raise :class:`TrainingInterrupted`."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
@@ -208,11 +306,16 @@ def _train_loop(tr: _Trainer, *, progress: bool) -> None:
             writer.add_scalar("lr", lr, tr.step)
             bar.update(1)
             bar.set_postfix({k: f"{float(v.detach()):.3f}" for k, v in terms.items()}, refresh=False)
+            log.debug("step %d done", tr.step)
             if tr.step - last_val >= cfg.val_every:
                 tr.elapsed += time.monotonic() - t0
                 t0 = time.monotonic()
                 _record(tr, writer, tr.validate())
                 last_val = tr.step
+            if stop:
+                tr.elapsed += time.monotonic() - t0
+                tr.save(LAST, full=True)
+                raise TrainingInterrupted(stop[0], tr.step, tr.run_dir / LAST)
         tr.elapsed += time.monotonic() - t0
         if tr.step != last_val or not (tr.run_dir / BEST).is_file():
             _record(tr, writer, tr.validate())
