@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -229,20 +230,28 @@ def _train_config(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .engine import distributed
     from .engine.outputs import check_out_folder
     from .engine.train import TrainingInterrupted, fit
 
     check_out_folder(args.out)
     cfg = _train_config(args)
+    device = _device(args.device)
+    spec = distributed.spec_from_env(os.environ)  # set by torchrun: one process of several
+    if spec is not None:
+        device = distributed.setup(spec, device)
     try:
-        res = fit(cfg, data=args.data, val=args.val, out=args.out, device=_device(args.device), resume=args.resume,
+        res = fit(cfg, data=args.data, val=args.val, out=args.out, device=device, resume=args.resume,
                   progress=not args.no_progress)
     except TrainingInterrupted as stop:
         print(f"pixelgroup train: stopped by {stop.signame} at step {stop.step}; saved {stop.path}; continue with: "
               f"pixelgroup train --data {args.data} --out {args.out} --resume", file=sys.stderr)
         return 128 + stop.signum
-    print(f"trained {res.steps} steps in {res.seconds:.0f} s; best validation score {res.best_metric:.4f} "
-          f"at step {res.best_step}; model: {res.run_dir / 'best.pt'}")
+    finally:
+        distributed.teardown()
+    if spec is None or spec.rank == 0:
+        print(f"trained {res.steps} steps in {res.seconds:.0f} s; best validation score {res.best_metric:.4f} "
+              f"at step {res.best_step}; model: {res.run_dir / 'best.pt'}")
     return 0
 
 

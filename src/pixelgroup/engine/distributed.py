@@ -113,6 +113,13 @@ class Ranks:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return t.tolist()
 
+    def sync_buffers(self, model: torch.nn.Module) -> None:
+        """Copy rank 0's buffers (normalisation statistics) to every rank. DDP averages gradients, so
+        parameters agree anyway; running statistics are updated by each rank's own batches."""
+        if self.distributed:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

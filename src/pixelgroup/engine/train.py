@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
 
 from ..config import RunConfig, config_from_dict, save_config
 from ..data.transforms import TrainingCrops
@@ -24,6 +25,7 @@ from ..fileio import atomic_write_text
 from .build import build_loss, build_model, get_method, grouper_spec
 from .checkpoint import BEST, LAST, init_weights, load_weights, read_checkpoint, save_checkpoint
 from .datasets import check_before_training, check_n_classes, open_datasets
+from .distributed import Ranks
 from .errors import TrainingError
 from .segmenter import Segmenter
 from .state import fit_state
@@ -71,7 +73,8 @@ def _stop_requests():
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns."""
+    """What :func:`fit` returns (``model``: the network as trained to the last step, in memory; on
+    every rank of a multi-process run, where the validation figures are rank 0's)."""
 
     run_dir: Path
     steps: int
@@ -79,6 +82,7 @@ class FitResult:
     best_metric: float
     best_step: int
     history: list[dict[str, Any]]
+    model: torch.nn.Module | None = None
 
 
 def lr_at(progress: float, peak: float, warmup: float = 0.05) -> float:
@@ -102,6 +106,7 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int, run_dir: Path) -> N
 class _Trainer:
     def __init__(self, cfg: RunConfig, train_ds, val_ds, run_dir: Path, device: torch.device) -> None:
         self.cfg, self.train_ds, self.val_ds, self.run_dir, self.device = cfg, train_ds, val_ds, run_dir, device
+        self.ranks = Ranks.current()
         self.method = get_method(cfg)
         self.in_channels = int(train_ds[0]["image"].shape[-1])
         self.model = build_model(cfg, in_channels=self.in_channels).to(device)
@@ -113,6 +118,11 @@ class _Trainer:
                 f"(2**model.depth); use e.g. {cfg.data.crop_size - cfg.data.crop_size % self.model.multiple}"
             )
         self.loss = build_loss(cfg).to(device)
+        # the module trained: DDP averages the gradients over the ranks; self.model stays the plain
+        # network (validation, checkpoints)
+        self.net: torch.nn.Module = self.model
+        if self.ranks.distributed:
+            self.net = DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.step, self.elapsed, self.best, self.best_step = 0, 0.0, -1.0, 0
         self.history: list[dict[str, Any]] = []
@@ -159,11 +169,29 @@ def _budget_progress(tr: _Trainer, t0: float) -> float:
     return p
 
 
+class _CropStream(Sampler[int]):
+    """Crop indices of one rank from ``start`` step on: step ``s`` of rank ``r`` of ``W`` takes crops
+    ``(s W + r) B ... (s W + r) B + B - 1`` of the seeded crop stream, so ranks never share a crop,
+    one process (``W = 1``) reads the stream in order, and a resumed run continues where it stopped."""
+
+    def __init__(self, start: int, steps: int, batch: int, ranks: Ranks) -> None:
+        self.start, self.steps, self.batch, self.ranks = start, steps, batch, ranks
+
+    def __iter__(self):
+        for s in range(self.start, self.steps + 1):
+            first = (s * self.ranks.world_size + self.ranks.rank) * self.batch
+            yield from range(first, first + self.batch)
+
+    def __len__(self) -> int:
+        return max(0, self.steps + 1 - self.start) * self.batch
+
+
 def _loader(tr: _Trainer) -> DataLoader:
     cfg = tr.cfg
     crops = TrainingCrops(tr.train_ds, crop_size=cfg.data.crop_size, augment=cfg.data.augment,
-                          length=(cfg.train.steps + 1) * cfg.data.batch_size, seed=cfg.train.seed)
-    sampler = range(tr.step * cfg.data.batch_size, len(crops))
+                          length=(cfg.train.steps + 1) * cfg.data.batch_size * tr.ranks.world_size,
+                          seed=cfg.train.seed)
+    sampler = _CropStream(tr.step, cfg.train.steps, cfg.data.batch_size, tr.ranks)
     return DataLoader(crops, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
                       num_workers=cfg.train.num_workers, persistent_workers=cfg.train.num_workers > 0,
                       worker_init_fn=_leave_signals_to_main if cfg.train.num_workers > 0 else None)
@@ -251,10 +279,15 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     if saved is not None:
         tr.resume(run_dir / LAST, saved)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml", version=__version__)
+    if tr.ranks.main:
+        save_config(cfg, run_dir / "config.yaml", version=__version__)
+    if tr.ranks.distributed:
+        log.info("rank %d of %d: %d crops of %d px per step on this process (%d in all)", tr.ranks.rank,
+                 tr.ranks.world_size, cfg.data.batch_size, cfg.data.crop_size,
+                 cfg.data.batch_size * tr.ranks.world_size)
     with _stop_requests() as stop:
         _train_loop(tr, progress=progress, stop=stop)
-    return FitResult(run_dir, tr.step, tr.elapsed, tr.best, tr.best_step, tr.history)
+    return FitResult(run_dir, tr.step, tr.elapsed, tr.best, tr.best_step, tr.history, tr.model)
 
 
 def _record(tr: _Trainer, writer, results: dict[str, Any]) -> None:
@@ -279,22 +312,31 @@ def _train_loop(tr: _Trainer, *, progress: bool, stop: list[int] | None = None) 
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
-    cfg = tr.cfg.train
-    writer = SummaryWriter(log_dir=str(tr.run_dir / "tensorboard"))
-    bar = tqdm(total=cfg.steps, initial=tr.step, disable=not progress, desc=f"train {tr.cfg.method}",
+    cfg, main = tr.cfg.train, tr.ranks.main
+    writer = SummaryWriter(log_dir=str(tr.run_dir / "tensorboard")) if main else _NoWriter()
+    bar = tqdm(total=cfg.steps, initial=tr.step, disable=not progress or not main, desc=f"train {tr.cfg.method}",
                dynamic_ncols=True)
     t0 = time.monotonic()
     tr.model.train()
     last_val = tr.step
     try:
         for batch in _loader(tr):
-            if tr.step >= cfg.steps or _budget_progress(tr, t0) >= 1.0:
+            # the ranks agree on the schedule and on stopping, so their weights stay identical
+            budget, stopping = tr.ranks.agree_max([_budget_progress(tr, t0), float(bool(stop))], tr.device)
+            if stopping:
+                tr.elapsed += time.monotonic() - t0
+                tr.ranks.sync_buffers(tr.model)
+                if main:
+                    tr.save(LAST, full=True)
+                tr.ranks.barrier()
+                raise TrainingInterrupted(stop[0] if stop else signal.SIGTERM, tr.step, tr.run_dir / LAST)
+            if tr.step >= cfg.steps or budget >= 1.0:
                 break
-            lr = lr_at(_budget_progress(tr, t0), cfg.lr)
+            lr = lr_at(budget, cfg.lr)
             for g in tr.opt.param_groups:
                 g["lr"] = lr
             batch = {k: v.to(tr.device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
-            terms = tr.loss(tr.model(batch["image"]), batch)
+            terms = tr.loss(tr.net(batch["image"]), batch)
             _check_finite(terms, tr.step, tr.run_dir)
             tr.opt.zero_grad(set_to_none=True)
             terms["total"].backward()
@@ -309,16 +351,31 @@ def _train_loop(tr: _Trainer, *, progress: bool, stop: list[int] | None = None) 
             log.debug("step %d done", tr.step)
             if tr.step - last_val >= cfg.val_every:
                 tr.elapsed += time.monotonic() - t0
+                _validate_on_main(tr, writer)
                 t0 = time.monotonic()
-                _record(tr, writer, tr.validate())
                 last_val = tr.step
-            if stop:
-                tr.elapsed += time.monotonic() - t0
-                tr.save(LAST, full=True)
-                raise TrainingInterrupted(stop[0], tr.step, tr.run_dir / LAST)
         tr.elapsed += time.monotonic() - t0
         if tr.step != last_val or not (tr.run_dir / BEST).is_file():
-            _record(tr, writer, tr.validate())
+            _validate_on_main(tr, writer)
     finally:
         bar.close()
         writer.close()
+
+
+def _validate_on_main(tr: _Trainer, writer) -> None:
+    """Rank 0 validates, selects and saves; the other ranks wait for it (and take rank 0's
+    normalisation statistics, so every rank holds the model that was validated)."""
+    tr.ranks.sync_buffers(tr.model)
+    if tr.ranks.main:
+        _record(tr, writer, tr.validate())
+    tr.ranks.barrier()
+
+
+class _NoWriter:
+    """TensorBoard on ranks other than 0: writes nothing."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
