@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
     _add_big_image_flags(p)
+    p.add_argument("--scheduler", default=None,
+                   help="run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N for N worker "
+                        "processes on this machine; --out must be a folder every worker can write")
 
     p = sub.add_parser("regroup", help="group saved outputs (predict --save-outputs) again, without the network")
     p.add_argument("inputs", nargs="+", type=Path, help="NAME.outputs.zarr stores or folders of them")
@@ -260,11 +263,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .engine.predict_big import BigOptions
     from .engine.segmenter import load_model
 
-    seg = load_model(args.model, device=_device(args.device))
     big = BigOptions(tile=args.tile, halo=args.halo, tta=args.tta, frames=args.frames, out_format=args.out_format,
                      save_outputs=args.save_outputs)
-    report = predict_paths(seg, args.inputs, args.out, overlays=args.overlays, progress=not args.no_progress,
-                           big=big, overwrite=args.overwrite, strict=args.strict)
+    if args.scheduler:
+        from .engine.cluster import predict_on_cluster
+
+        report = predict_on_cluster(args.model, args.inputs, args.out, scheduler=args.scheduler,
+                                    device=_device(args.device), overlays=args.overlays, big=big,
+                                    overwrite=args.overwrite, strict=args.strict, progress=not args.no_progress)
+    else:
+        seg = load_model(args.model, device=_device(args.device))
+        report = predict_paths(seg, args.inputs, args.out, overlays=args.overlays, progress=not args.no_progress,
+                               big=big, overwrite=args.overwrite, strict=args.strict)
     skipped = f" ({len(report.skipped)} already done, skipped; --overwrite to redo)" if report.skipped else ""
     print(f"wrote {len(report.written)} prediction(s) to {args.out}{skipped}")
     if not report.failed:

@@ -97,9 +97,33 @@ def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path,
     """
     from tqdm.auto import tqdm
 
-
-    out = Path(out)
     big, out = big or BigOptions(), Path(out)
+    job = plan_prediction(seg, inputs, out, overlays=overlays, big=big, overwrite=overwrite)
+    for path in tqdm(job.todo, desc="predict", disable=not progress):
+        try:
+            job.report.written.append(predict_one(seg, path, out, job.targets[path], lazy=job.lazy[path],
+                                                  big=big, overlays=overlays, progress=progress))
+        except (DataError, ValueError) as err:
+            job.report.failed.append((path, failure(path, err, strict=strict)))
+    return job.report
+
+
+@dataclass
+class PredictionJob:
+    """What a prediction over many inputs will do: the inputs to segment (``todo``) with their output
+    files (``targets``, in :func:`output_names` order) and whether each goes the big-image way
+    (``lazy``); ``report`` already lists the inputs skipped because their results exist."""
+
+    todo: list[Path]
+    targets: dict[Path, list[Path]]
+    lazy: dict[Path, bool]
+    report: PredictReport
+
+
+def plan_prediction(seg: Segmenter, inputs: Sequence[str | Path], out: Path, *, overlays: bool, big: BigOptions,
+                    overwrite: bool) -> PredictionJob:
+    """Find the inputs, skip the finished ones (unless ``overwrite``) and check every output path
+    before anything is written (see :func:`predict_paths`)."""
     paths = find_inputs(inputs)
     lazy = {path: needs_lazy(path, big) for path in paths}
     report = PredictReport()
@@ -117,31 +141,37 @@ def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path,
         files = [p.name for p in result_paths(out, stem(path), seg.task, big.out_format)]
         return files + ([f"{stem(path)}.outputs.zarr"] if big.save_outputs else [])
 
-    plan = plan_outputs(todo, out, planned, overwrite=overwrite)
-    for path in tqdm(todo, desc="predict", disable=not progress):
-        try:
-            if lazy[path]:
-                if overlays:
-                    log.info("%s: no overlay for a big image, stack or zarr store", path.name)
-                report.written.append(predict_file(seg, path, out, big, progress=progress))
-                continue
-            image = read_image(path)
-            if not np.isfinite(image).all():
-                raise DataError(f"{path}: image has NaN or inf pixels; replace them (e.g. np.nan_to_num) "
-                                "or re-export the image")
-            prepared = seg.prepare(image)
-            kwargs = big.segment_kwargs()
-            result = seg.segment(prepared, normalized=True, progress=progress, **kwargs) if seg.task == "semantic" \
-                else seg.segment_instances(prepared, normalized=True, progress=progress, **kwargs)
-        except (DataError, ValueError) as err:
-            reason = str(err) if str(path) in str(err) else f"{path}: {err}"
-            if strict:
-                raise DataError(f"{reason} (stopped: --strict)") from None
-            log.debug("skipping %s: %s", path, reason)
-            report.failed.append((path, reason))
-            continue
-        report.written.append(_write(seg, path, prepared, result, plan[path]))
-    return report
+    targets = plan_outputs(todo, out, planned, overwrite=overwrite)
+    return PredictionJob(todo, targets, lazy, report)
+
+
+def failure(path: Path, err: Exception, *, strict: bool) -> str:
+    """The one-line reason an input failed; raises instead with ``strict``."""
+    reason = str(err) if str(path) in str(err) else f"{path}: {err}"
+    if strict:
+        raise DataError(f"{reason} (stopped: --strict)") from None
+    log.debug("skipping %s: %s", path, reason)
+    return reason
+
+
+def predict_one(seg: Segmenter, path: Path, out: Path, targets: list[Path], *, lazy: bool, big: BigOptions,
+                overlays: bool = False, progress: bool = False, tiler=None) -> Path:
+    """Segment one input and write its results to ``targets``; returns the label file. Bad input
+    raises :class:`DataError`/``ValueError`` naming the file. ``tiler``: see
+    :func:`~pixelgroup.engine.predict_big.predict_file`."""
+    if lazy:
+        if overlays:
+            log.info("%s: no overlay for a big image, stack or zarr store", path.name)
+        return predict_file(seg, path, out, big, progress=progress, tiler=tiler)
+    image = read_image(path)
+    if not np.isfinite(image).all():
+        raise DataError(f"{path}: image has NaN or inf pixels; replace them (e.g. np.nan_to_num) "
+                        "or re-export the image")
+    prepared = seg.prepare(image)
+    kwargs = big.segment_kwargs()
+    result = seg.segment(prepared, normalized=True, progress=progress, **kwargs) if seg.task == "semantic" \
+        else seg.segment_instances(prepared, normalized=True, progress=progress, **kwargs)
+    return _write(seg, path, prepared, result, targets)
 
 
 def _write(seg: Segmenter, path: Path, prepared: np.ndarray, result, targets: list[Path]) -> Path:

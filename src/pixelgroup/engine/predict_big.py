@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,7 +44,7 @@ from ..data.io import TIFF_SUFFIXES, DataError
 from ..fileio import atomic_torch_save, atomic_write_text
 from ..types import Instances
 from .segmenter import Segmenter, _channels_last
-from .tiling import AUTO_TILE_PIXELS, DEFAULT_TILE, Tiling
+from .tiling import AUTO_TILE_PIXELS, DEFAULT_TILE, TiledResult, Tiling
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,16 @@ def is_finished(out: Path, path: Path, task: str, opts: BigOptions, *, lazy: boo
     return all(p.exists() for p in done)
 
 
-def _normaliser(seg: Segmenter, frame: LazyImage) -> Callable[[tuple[int, int, int, int]], np.ndarray]:
-    """``box -> (h, w, C)`` float32 window normalised with the frame's (sampled) percentiles."""
+def frame_percentiles(seg: Segmenter, frame: LazyImage) -> tuple[np.ndarray, np.ndarray]:
+    """The frame's (sampled) normalisation percentiles per model channel, ``(p_low (C,), p_high (C,))``."""
     channels = seg.model.in_channels
     low, high = seg.cfg.data.normalize
-    p_low, p_high = sample_percentiles(frame, low, high, to_channels=lambda a: _channels_last(a, channels))
+    return sample_percentiles(frame, low, high, to_channels=lambda a: _channels_last(a, channels))
+
+
+def normalised_reader(frame: LazyImage, channels: int, p_low: np.ndarray,
+                      p_high: np.ndarray) -> Callable[[tuple[int, int, int, int]], np.ndarray]:
+    """``box -> (h, w, C)`` float32 window of ``frame`` normalised with the given percentiles."""
     scale = (1.0 / (p_high - p_low + 1e-20)).astype(np.float32)
     return lambda box: (_channels_last(frame.window(box), channels).astype(np.float32) - p_low) * scale
 
@@ -160,8 +165,11 @@ def _create(group, name: str, shape: tuple[int, ...], dtype, chunks: tuple[int, 
 
 
 def predict_file(seg: Segmenter, path: str | Path, out: str | Path, opts: BigOptions = BigOptions(), *,
-                 progress: bool = False) -> Path:
-    """Segment one (big) image file or store, reading and writing tile by tile. Returns the label path."""
+                 progress: bool = False, tiler: Tiler | None = None) -> Path:
+    """Segment one (big) image file or store, reading and writing tile by tile. Returns the label path.
+
+    ``tiler`` runs the tiled prediction of a plane (default: :meth:`Segmenter.segment_tiled` in this
+    process; :mod:`pixelgroup.engine.cluster` passes one that runs the tiles as Dask tasks)."""
     path, out = Path(path), Path(out)
     frames = open_frames(path)
     if len(frames) > 1 and not opts.frames:
@@ -184,7 +192,8 @@ def predict_file(seg: Segmenter, path: str | Path, out: str | Path, opts: BigOpt
         docs, tilings = [], []
         for t, frame in enumerate(frames):
             labels = PlaneView(labels_all, (t,) if lead else ())
-            found, tiling = _predict_frame(seg, frame, labels, outputs.require_group(str(t)), opts, progress=progress)
+            found, tiling = _predict_frame(seg, FrameRef(path, t, frame), labels, outputs.require_group(str(t)), opts,
+                                           progress=progress, tiler=tiler)
             tilings.append(None if tiling is None else tiling.to_dict())
             docs.append(None if found is None else _instances_doc(found, labels))
         if opts.save_outputs:
@@ -197,13 +206,40 @@ def predict_file(seg: Segmenter, path: str | Path, out: str | Path, opts: BigOpt
     return target
 
 
-def _predict_frame(seg: Segmenter, frame: LazyImage, labels: PlaneView, outputs, opts: BigOptions, *,
-                   progress: bool) -> tuple[tuple[np.ndarray, np.ndarray] | None, Tiling | None]:
+@dataclass(frozen=True)
+class FrameRef:
+    """Plane ``index`` of the image file or store ``path`` (``frame``: it, opened here)."""
+
+    path: Path
+    index: int
+    frame: LazyImage | None = field(default=None, compare=False)
+
+
+Tiler = Callable[..., TiledResult]
+"""``tiler(seg, ref: FrameRef, percentiles, shape, tiling, labels, outputs, opts, progress) -> TiledResult``:
+writes the plane's labels (and its raw outputs into the zarr group ``outputs``) tile by tile."""
+
+
+def local_tiler(seg: Segmenter, ref: FrameRef, percentiles, shape, tiling: Tiling, labels, outputs,
+                opts: BigOptions, progress: bool) -> TiledResult:
+    """The tiled prediction of one plane in this process."""
+    read = normalised_reader(ref.frame, seg.model.in_channels, *percentiles)
+    chunks = (min(tiling.tile, shape[0]), min(tiling.tile, shape[1]))
+    result, _ = seg.segment_tiled(read, shape, tiling, labels, tta=opts.tta, progress=progress,
+                                  new_array=lambda head, s: _create(outputs, head, s, np.float32, (s[0], *chunks)))
+    return result
+
+
+def _predict_frame(seg: Segmenter, ref: FrameRef, labels: PlaneView, outputs, opts: BigOptions, *,
+                   progress: bool, tiler: Tiler | None = None
+                   ) -> tuple[tuple[np.ndarray, np.ndarray] | None, Tiling | None]:
     """Segment one plane into ``labels``; raw outputs into the zarr group ``outputs``."""
-    read = _normaliser(seg, frame)
+    frame = ref.frame
+    percentiles = frame_percentiles(seg, frame)
     shape = frame.shape
     tiling = seg.tiling_for(shape, tile=opts.tile, halo=opts.halo)
     if tiling is None:
+        read = normalised_reader(frame, seg.model.in_channels, *percentiles)
         out = seg.outputs(read((0, shape[0], 0, shape[1])), normalized=True, tta=opts.tta)
         if opts.save_outputs:
             for head, tensor in out.items():
@@ -215,9 +251,7 @@ def _predict_frame(seg: Segmenter, frame: LazyImage, labels: PlaneView, outputs,
             return None, None
         labels[0:shape[0], 0:shape[1]] = result.labels
         return (result.scores, result.classes), None
-    chunks = (min(tiling.tile, shape[0]), min(tiling.tile, shape[1]))
-    result, _ = seg.segment_tiled(read, shape, tiling, labels, tta=opts.tta, progress=progress,
-                                  new_array=lambda head, s: _create(outputs, head, s, np.float32, (s[0], *chunks)))
+    result = (tiler or local_tiler)(seg, ref, percentiles, shape, tiling, labels, outputs, opts, progress)
     if seg.task == "semantic":
         return None, tiling
     return (result.scores, result.classes), tiling

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,45 @@ def _batches(n: int, size: int) -> Iterator[range]:
         yield range(start, min(start + size, n))
 
 
+@dataclass(frozen=True)
+class NetworkBatch:
+    """Windows that go through the network together: their cores, their windows (core + context)
+    and the padded size ``(h, w)`` they share."""
+
+    cores: list[Box]
+    windows: list[Box]
+    size: tuple[int, int]
+
+
+def network_batches(shape: tuple[int, int], tiling: Tiling, *, multiple: int,
+                    batch_pixels: int = BATCH_PIXELS) -> list[NetworkBatch]:
+    """The network windows of an image and how they are batched (the same plan wherever they run).
+
+    Each window is padded at the bottom/right to the network's multiple, as one pass pads the whole
+    image (windows start on the pooling grid, so an edge window pads exactly as one pass); windows
+    of one padded size are batched together, up to ``batch_pixels`` input pixels (at least one).
+    """
+    cores = block_grid(shape, tiling.tile)
+    windows = [window_of(c, tiling.context, shape) for c in cores]
+    sizes = [(_round_up(w[1] - w[0], multiple), _round_up(w[3] - w[2], multiple)) for w in windows]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, size in enumerate(sizes):
+        groups.setdefault(size, []).append(i)
+    plan = []
+    for (hc, wc), members in groups.items():
+        for part in _batches(len(members), max(1, batch_pixels // (hc * wc))):
+            batch = [members[j] for j in part]
+            plan.append(NetworkBatch([cores[i] for i in batch], [windows[i] for i in batch], (hc, wc)))
+    return plan
+
+
+def batch_input(read_window: ReadWindow, batch: NetworkBatch) -> Tensor:
+    """``(B, C, h, w)`` CPU float tensor of a batch's windows, padded to its size."""
+    hc, wc = batch.size
+    return torch.stack([_pad_to(torch.from_numpy(np.ascontiguousarray(read_window(w).transpose(2, 0, 1))), hc, wc)
+                        for w in batch.windows])
+
+
 def tiled_outputs(
     forward: Callable[[Tensor], ModelOutput],
     read_window: ReadWindow,
@@ -126,7 +165,7 @@ def tiled_outputs(
     batch_pixels: int = BATCH_PIXELS,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Network outputs of a whole image, computed window by window.
+    """Network outputs of a whole image, computed window by window (:func:`network_batches`).
 
     Args:
         forward: ``(B, C, h, w)`` CPU float tensor (h, w multiples of ``multiple``) -> raw outputs
@@ -143,36 +182,24 @@ def tiled_outputs(
     from tqdm.auto import tqdm
 
     new_array = new_array or (lambda _name, s: np.zeros(s, np.float32))
-    cores = block_grid(shape, tiling.tile)
-    windows = [window_of(c, tiling.context, shape) for c in cores]
-    # each window is padded at the bottom/right to the network's multiple, as one pass pads the
-    # whole image (windows start on the pooling grid, so an edge window pads exactly as one pass);
-    # windows of one padded size are batched together
-    sizes = [(_round_up(w[1] - w[0], multiple), _round_up(w[3] - w[2], multiple)) for w in windows]
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, size in enumerate(sizes):
-        groups.setdefault(size, []).append(i)
+    plan = network_batches(shape, tiling, multiple=multiple, batch_pixels=batch_pixels)
     arrays: dict[str, Any] = {}
-    bar = tqdm(total=len(cores), desc="network tiles", disable=not progress, leave=False)
-    for (hc, wc), members in groups.items():
-        for part in _batches(len(members), max(1, batch_pixels // (hc * wc))):
-            batch = [members[j] for j in part]
-            x = torch.stack([_pad_to(torch.from_numpy(np.ascontiguousarray(read_window(windows[i]).transpose(2, 0, 1))),
-                                     hc, wc) for i in batch])  # (B, C, hc, wc)
-            _store_cores(forward(x), arrays, new_array, [cores[i] for i in batch], [windows[i] for i in batch], shape)
-            bar.update(len(batch))
+    bar = tqdm(total=sum(len(b.cores) for b in plan), desc="network tiles", disable=not progress, leave=False)
+    for batch in plan:
+        store_cores(forward(batch_input(read_window, batch)), arrays, new_array, batch, shape)
+        bar.update(len(batch.cores))
     bar.close()
     return arrays
 
 
-def _store_cores(out: ModelOutput, arrays: dict[str, Any], new_array, cores: list[Box], windows: list[Box],
-                 shape: tuple[int, int]) -> None:
+def store_cores(out: ModelOutput, arrays: dict[str, Any], new_array, batch: NetworkBatch,
+                shape: tuple[int, int]) -> None:
     """Write each window's core of the batch outputs ``out (B, C', h, w)`` into ``arrays``."""
     for name, t in out.items():
         if name not in arrays:
             arrays[name] = new_array(name, (t.shape[1], *shape))
         t = t.float().cpu().numpy()
-        for j, ((y0, y1, x0, x1), (wy0, _, wx0, _)) in enumerate(zip(cores, windows)):
+        for j, ((y0, y1, x0, x1), (wy0, _, wx0, _)) in enumerate(zip(batch.cores, batch.windows)):
             arrays[name][:, y0:y1, x0:x1] = t[j, :, y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
 
 
@@ -192,6 +219,11 @@ class TiledResult:
     touching: int = 0
 
 
+def grouping_windows(shape: tuple[int, int], tiling: Tiling) -> list[tuple[Box, Box]]:
+    """``(core, window)`` of every grouping block in raster order: the window is the core + halo."""
+    return [(core, window_of(core, tiling.halo, shape)) for core in block_grid(shape, tiling.tile)]
+
+
 def group_tiled(
     read_output: Callable[[Box], ModelOutput],
     group: Callable[[ModelOutput], Instances | np.ndarray],
@@ -202,19 +234,26 @@ def group_tiled(
     task: str = "instance",
     progress: bool = False,
 ) -> TiledResult:
-    """Group block by block into ``labels`` (an ``(H, W)`` zero int array, written in place).
-
-    Instance methods: each block's window (core + halo) is grouped; objects whose centroid lies in
-    the core are painted with ids ``1..N`` (consecutive, block by block in raster order, each block
-    in its grouper's score order); pixels claimed by an earlier block keep their id. Semantic
-    methods: each block's window is grouped and its core written.
-    """
+    """Group block by block into ``labels`` (an ``(H, W)`` zero int array, written in place): each
+    block's window (core + halo) is grouped here, then stitched by :func:`stitch_blocks`."""
     from tqdm.auto import tqdm
 
+    blocks = grouping_windows(shape, tiling)
+    results = (group(read_output(win)) for _, win in tqdm(blocks, desc="grouping tiles", disable=not progress,
+                                                            leave=False))
+    return stitch_blocks(results, shape, tiling, labels, task=task)
+
+
+def stitch_blocks(results: Iterable[Instances | np.ndarray], shape: tuple[int, int], tiling: Tiling, labels: Any, *,
+                  task: str = "instance") -> TiledResult:
+    """Paint the grouper results of the blocks of :func:`grouping_windows` (in that order) into ``labels``.
+
+    Instance methods: objects whose centroid lies in the block's core are painted with ids ``1..N``
+    (consecutive, block by block in raster order, each block in its grouper's score order); pixels
+    claimed by an earlier block keep their id. Semantic methods: each block's core is written.
+    """
     scores, classes, touching, next_id = [], [], 0, 1
-    for core in tqdm(block_grid(shape, tiling.tile), desc="grouping tiles", disable=not progress, leave=False):
-        win = window_of(core, tiling.halo, shape)
-        result = group(read_output(win))
+    for (core, win), result in zip(grouping_windows(shape, tiling), results):
         (y0, y1, x0, x1), (wy0, wy1, wx0, wx1) = core, win
         if task == "semantic":
             cls = np.asarray(result.labels if isinstance(result, Instances) else result)
