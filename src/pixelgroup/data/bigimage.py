@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from .io import IMAGE_SUFFIXES, TIFF_SUFFIXES, DataError, _check_file
+from .io import TIFF_SUFFIXES, DataError, _check_file, find_images
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +50,7 @@ def is_zarr(path: str | Path) -> bool:
 
 def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Image files and ``*.zarr`` stores from files and folders (a folder contributes both kinds)."""
-    found: list[Path] = []
-    for item in map(Path, [inputs] if isinstance(inputs, (str, Path)) else inputs):
-        if is_zarr(item):
-            found.append(item)
-        elif item.is_dir():
-            files = sorted(p for p in item.iterdir() if not p.name.startswith(".") and (
-                (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or is_zarr(p)))
-            if not files:
-                raise DataError(f"{item}: folder has no images ({', '.join(IMAGE_SUFFIXES)}, .zarr); check the folder")
-            found.extend(files)
-        elif item.is_file():
-            _check_file(item, IMAGE_SUFFIXES, "image")
-            found.append(item)
-        else:
-            raise DataError(f"{item}: no such file or folder; check the path")
-    return list(dict.fromkeys(found))
+    return find_images(inputs, store=is_zarr)
 
 
 class LazyImage:

@@ -277,22 +277,26 @@ def normalized_image(image: np.ndarray, normalize: tuple[float, float] | None) -
     return normalize_percentile(image, *normalize)
 
 
-def find_images(inputs: Sequence[str | Path]) -> list[Path]:
+def find_images(inputs: Sequence[str | Path], *, store: Callable[[Path], bool] | None = None) -> list[Path]:
     """Expand files and folders (not recursive) into a list of image files.
 
     Folders contribute their image files (suffixes in :data:`IMAGE_SUFFIXES`, hidden files skipped)
-    in sorted order; files are kept in the given order; duplicates are dropped.
+    in sorted order; files are kept in the given order; duplicates are dropped. ``store``: folders
+    for which it is true are images themselves (e.g. ``*.zarr`` stores), given or inside a folder.
     """
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
+    is_store = store or (lambda _: False)
     found: list[Path] = []
     for item in map(Path, inputs):
-        if item.is_dir():
-            files = _images_in(item)
+        if is_store(item):
+            found.append(item)
+        elif item.is_dir():
+            files = sorted(p for p in item.iterdir() if not p.name.startswith(".") and (
+                (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or is_store(p)))
             if not files:
-                raise DataError(
-                    f"{item}: folder has no images ({', '.join(IMAGE_SUFFIXES)}); check the folder"
-                )
+                kinds = ", ".join(IMAGE_SUFFIXES) + (", stores" if store else "")
+                raise DataError(f"{item}: folder has no images ({kinds}); check the folder")
             found.extend(files)
         elif item.is_file():
             _check_file(item, IMAGE_SUFFIXES, "image")

@@ -216,29 +216,6 @@ def _knn(
     return score.argmax(1), idx, sims
 
 
-def _knn(
-    queries: Tensor, state: Mapping[str, Any], params: Mapping[str, Any]
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Vote of the ``k`` nearest bank prototypes: ``(class (S,), bank index (S, k), similarity (S, k))``.
-
-    ``majority``: one vote per neighbour, ties to the class with the larger summed similarity;
-    ``vmf``: votes weighted by ``exp(concentration * (similarity - 1))``.
-    """
-    bank = state["prototypes"].to(queries)
-    labels = state["labels"].to(queries.device)
-    k = max(1, min(int(params["k"]), bank.shape[0]))
-    sims, idx = (queries @ bank.t()).topk(k, dim=1)  # (S, k)
-    votes = labels[idx]  # (S, k)
-    n_cls = int(labels.max()) + 1
-    score = torch.zeros(queries.shape[0], n_cls, dtype=queries.dtype, device=queries.device)
-    if params["vote"] == "vmf":
-        weight = torch.exp(float(params["concentration"]) * (sims - 1.0))
-    else:
-        weight = torch.ones_like(sims) + 0.49 * sims / k  # the tie-break term sums to < 0.49 in size
-    score.scatter_add_(1, votes, weight)
-    return score.argmax(1), idx, sims
-
-
 def _clustering(state: Mapping[str, Any], grid, iterations, coord_weight) -> dict[str, Any]:
     bank = state.get("params", {})
     pick = {"grid": grid, "iterations": iterations, "coord_weight": coord_weight}
