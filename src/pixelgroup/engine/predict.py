@@ -79,14 +79,15 @@ def output_names(seg: Segmenter, *, overlays: bool) -> Callable[[Path], list[str
 
 def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path, *,
                   overlays: bool = False, progress: bool = True, big: BigOptions | None = None,
-                  overwrite: bool = False, strict: bool = False) -> PredictReport:
+                  overwrite: bool = False, strict: bool = False, diameter: float | str | None = None) -> PredictReport:
     """Segment every image in ``inputs`` (files, folders, ``*.zarr`` stores) and write results to ``out``.
 
     Instance methods write ``NAME.tif`` (int32 labels, same height and width as the input) and
     ``NAME.json`` (per-instance id, score, class, area); semantic methods write ``NAME.png``
     (class indices). ``overlays`` adds ``NAME_overlay.png``. Every file is written atomically.
     ``big``: tiling, TTA, stacks, output format and saved outputs (:mod:`pixelgroup.engine.predict_big`;
-    big images, zarr stores and those options go through it).
+    big images, zarr stores and those options go through it). ``diameter``: the objects' size in the
+    inputs, pixels or ``"auto"`` (see :meth:`Segmenter.segment`; not for big images, stacks, zarr).
 
     An input whose results are all in ``out`` already is skipped (a re-run finishes an interrupted
     folder) unless ``overwrite``. Before anything is written the outputs of the others are checked
@@ -121,6 +122,9 @@ def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path,
     for path in tqdm(todo, desc="predict", disable=not progress):
         try:
             if lazy[path]:
+                if diameter is not None:
+                    raise DataError(f"{path}: --diameter is not supported for big images, stacks or zarr stores; "
+                                    "resize the image to the model's object size instead")
                 if overlays:
                     log.info("%s: no overlay for a big image, stack or zarr store", path.name)
                 report.written.append(predict_file(seg, path, out, big, progress=progress))
@@ -130,7 +134,7 @@ def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path,
                 raise DataError(f"{path}: image has NaN or inf pixels; replace them (e.g. np.nan_to_num) "
                                 "or re-export the image")
             prepared = seg.prepare(image)
-            kwargs = big.segment_kwargs()
+            kwargs = {**big.segment_kwargs(), "diameter": diameter}
             result = seg.segment(prepared, normalized=True, progress=progress, **kwargs) if seg.task == "semantic" \
                 else seg.segment_instances(prepared, normalized=True, progress=progress, **kwargs)
         except (DataError, ValueError) as err:
