@@ -1,7 +1,7 @@
 """Reproduce a bundled model: train it, measure held-out AP, write ``src/pixelgroup/zoo/NAME/{model.pt,card.md}``.
 
-    python benchmarks/train_bundled.py nuclei [--minutes 4] [--threads 2] [--no-install]
-    python benchmarks/train_bundled.py shapes [--minutes 4] [--threads 2] [--no-install]
+    python benchmarks/train_bundled.py nuclei [--minutes 8] [--threads 2] [--no-install]
+    python benchmarks/train_bundled.py shapes [--minutes 8] [--threads 2] [--no-install]
 
 ``nuclei``: DSB 2018 nuclei (the image + annotation StarDist ships, columns 0-383, see
 ``real_nuclei.py``) plus 48 ``synth --kind nuclei`` images; held out: DSB columns 384-511 and 8
@@ -63,7 +63,7 @@ def slim_checkpoint(run: Path, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", choices=("nuclei", "shapes"))
-    ap.add_argument("--minutes", type=float, default=4.0)
+    ap.add_argument("--minutes", type=float, default=8.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-install", action="store_true", help="do not write src/pixelgroup/zoo/NAME")
     args = ap.parse_args()

@@ -122,7 +122,7 @@ def add_model(name: str, run: str | Path, *, cache_dir: str | Path | None = None
         raise FileExistsError(f"user model '{name}' exists already in {folder}; pass --overwrite to replace it")
     if card is None:
         own = Path(run) / CARD_FILE
-        card = own.read_text(encoding="utf-8") if own.is_file() else _generated_card(name, source, cfg, state)
+        card = own.read_text(encoding="utf-8") if own.is_file() else generated_card(name, source, cfg, state)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (MODEL_FILE + ".tmp")
     shutil.copyfile(source, tmp)
@@ -132,7 +132,8 @@ def add_model(name: str, run: str | Path, *, cache_dir: str | Path | None = None
     return ZooModel(name, "user", folder)
 
 
-def _generated_card(name: str, source: Path, cfg, state: dict) -> str:
+def generated_card(name: str, source: Path, cfg, state: dict) -> str:
+    """A model card from a checkpoint's config and records (for a run that has none)."""
     diameter = state.get("object_diameter")
     size = f"{float(diameter):.1f} px" if diameter else "not recorded"
     return (f"# {name}\n\nUser model ({cfg.method}), copied from {source}.\n\n"
