@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..types import Instances
+
 log = logging.getLogger(__name__)
 
 
@@ -64,3 +66,15 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
     cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
     return labels[rows[:, None], cols[None, :]]
+
+
+def resize_result(result: Instances | np.ndarray, size: tuple[int, int]) -> Instances | np.ndarray:
+    """Instances (or a class map) resized to ``size = (H, W)`` (nearest); instances that vanish (a
+    few pixels when shrinking) are dropped and the others renumbered 1..N in the same order."""
+    if not isinstance(result, Instances):
+        return resize_labels(result, size)
+    labels = resize_labels(result.labels, size)
+    present = np.unique(labels[labels > 0])  # ids in score order
+    new_id = np.zeros(result.count + 1, np.int32)
+    new_id[present] = np.arange(1, present.size + 1, dtype=np.int32)
+    return Instances(new_id[labels], result.scores[present - 1], result.classes[present - 1])

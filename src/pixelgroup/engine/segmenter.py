@@ -17,7 +17,7 @@ from ..methods.base import split_kwargs
 from ..types import Instances, ModelOutput
 from .build import build_model, get_method, grouper_spec
 from .checkpoint import load_checkpoint
-from .diameter import check_diameter, median_diameter, resize_image, resize_labels
+from .diameter import check_diameter, median_diameter, resize_image, resize_result
 from .tiling import ReadWindow, TiledResult, Tiling, group_tiled, read_outputs, resolve_tiling, tiled_outputs
 from .tta import tta_forward, warn_if_no_effect
 
@@ -222,14 +222,7 @@ class Segmenter:
             diameter = found
         factor = self.rescale_factor(diameter)
         result = self._segment(resize_image(prepared, factor), normalized=True, **kw)
-        size = prepared.shape[:2]
-        if not isinstance(result, Instances):
-            return resize_labels(result, size)
-        labels = resize_labels(result.labels, size)
-        present = np.unique(labels[labels > 0])  # ids in score order; tiny objects may vanish
-        new_id = np.zeros(result.count + 1, np.int32)
-        new_id[present] = np.arange(1, present.size + 1, dtype=np.int32)
-        return Instances(new_id[labels], result.scores[present - 1], result.classes[present - 1])
+        return resize_result(result, prepared.shape[:2])
 
     def _segment(self, image: np.ndarray, *, normalized: bool, tile: int | None, halo: int | None, tta: bool,
                  progress: bool) -> Instances | np.ndarray:
