@@ -58,10 +58,27 @@ def test_auto_diameter_on_a_twice_larger_image(nuclei):
     _same_objects(resize_labels(seg.segment(image, diameter=median_diameter(truth)), big.shape), got)
 
 
-def test_diameter_errors(nuclei, tmp_path):
+def test_diameter_errors(nuclei, monkeypatch):
     seg, image, _ = nuclei
     with pytest.raises(ValueError, match="positive number"):
         seg.segment(image, diameter=-3)
-    seg.object_diameter = None
+    monkeypatch.setattr(seg, "object_diameter", None)
     with pytest.raises(ValueError, match="does not record"):
         seg.segment(image, diameter=10)
+
+
+def test_predict_diameter_flag(nuclei, tmp_path):
+    import tifffile
+
+    from pixelgroup.cli import main
+
+    seg, image, truth = nuclei
+    (tmp_path / "in").mkdir()
+    big = resize_image(image[..., None], 2.0)[..., 0]
+    tifffile.imwrite(tmp_path / "in" / "big.tif", big)
+    assert main(["predict", "--model", "nuclei", str(tmp_path / "in"), "--out", str(tmp_path / "pred"),
+                 "--diameter", str(2 * median_diameter(truth)), "--device", "cpu", "--no-progress"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "pred" / "big.tif"),
+                                  seg.segment(big, diameter=2 * median_diameter(truth)))
+    with pytest.raises(SystemExit):
+        main(["predict", "--model", "nuclei", str(tmp_path / "in"), "--out", str(tmp_path / "p2"), "--diameter", "-1"])

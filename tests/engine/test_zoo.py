@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from pixelgroup.cli import main
 from pixelgroup.config import RunConfig
@@ -32,6 +33,7 @@ def test_bundled_models_are_listed_with_cards(tmp_path):
         assert "AP_dsb@0.5" in models[name].card and "icence" in models[name].card
         _, state = load_checkpoint(models[name].checkpoint)
         assert state["object_diameter"] > 0
+        torch.load(models[name].checkpoint, weights_only=True)  # plain tensors and Python values only
 
 
 def test_add_refuses_overwrite_and_resolves(tiny_run, tmp_path):
