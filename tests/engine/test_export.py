@@ -49,7 +49,7 @@ def test_torchscript_pipeline_equals_segment(name, tmp_path):
 
 
 def test_onnx_outputs_equal_torch(tmp_path):
-    import onnxruntime
+    onnxruntime = pytest.importorskip("onnxruntime")
 
     out = export_model("nuclei", tmp_path / "net.onnx", format="onnx")
     seg = load_model("nuclei")
@@ -65,6 +65,7 @@ def test_onnx_outputs_equal_torch(tmp_path):
 
 
 def test_bioimageio_package_validates_and_passes_model_test(tmp_path):
+    pytest.importorskip("bioimageio.core")
     from bioimageio.core import test_model
     from bioimageio.spec import load_description
 
@@ -77,6 +78,7 @@ def test_bioimageio_package_validates_and_passes_model_test(tmp_path):
 
 
 def test_export_command(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("onnx")
     monkeypatch.setenv("PIXELGROUP_HOME", str(tmp_path / "home"))
     target = tmp_path / "net.onnx"
     assert main(["export", "--model", "nuclei", "--format", "onnx", "--out", str(target)]) == 0

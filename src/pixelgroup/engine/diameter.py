@@ -36,8 +36,8 @@ def median_diameter(labels: np.ndarray) -> float | None:
 def dataset_diameter(dataset, *, max_samples: int = 256) -> float | None:
     """Median equivalent diameter over the objects of the first ``max_samples`` samples of an
     instance dataset (samples with an ``"instances" (H, W)`` entry); ``None`` when it has none."""
-    d = [object_diameters(dataset[i]["instances"]) for i in range(min(len(dataset), max_samples))
-         if "instances" in dataset[i]]
+    samples = (dataset[i] for i in range(min(len(dataset), max_samples)))
+    d = [object_diameters(sample["instances"]) for sample in samples if "instances" in sample]
     d = np.concatenate(d) if d else np.zeros(0)
     return float(np.median(d)) if d.size else None
 

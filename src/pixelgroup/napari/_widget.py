@@ -92,7 +92,11 @@ class SegmentWidget(Container):
             self._segmenters[key] = load_model(key)
         return self._segmenters[key]
 
-    def grouping_params(self) -> dict[str, Any]:
+    def grouping_params(self, seg: Segmenter) -> dict[str, Any]:
+        """The widget's settings (seeded grouping of the ``spatial`` method; other methods keep their
+        run's grouping settings)."""
+        if seg.cfg.method != "spatial":
+            return {}
         return {"seed_threshold": float(self.seed_threshold.value), "fg_threshold": float(self.fg_threshold.value),
                 "min_size": int(self.min_size.value)}
 
@@ -142,7 +146,7 @@ class SegmentWidget(Container):
         outputs, size = self._cache[self._current]
         seg = self.segmenter()
         base = dict(seg.grouper_params)
-        seg.grouper_params.update(self.grouping_params())
+        seg.grouper_params.update(self.grouping_params(seg))
         try:
             result = resize_result(seg.group(outputs), size)
         except ValueError as err:
