@@ -243,11 +243,19 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init_arg(init: str | None) -> str | None:
+    """``--init``: a path as given; a model name as its checkpoint (user models via PIXELGROUP_HOME)."""
+    from .engine.zoo import resolve_model
+
+    if init is None or Path(init).exists():
+        return init
+    return str(resolve_model(init, cache_dir=_cache_dir()))
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import RunConfig, load_config
     from .engine.outputs import check_out_folder
     from .engine.train import fit
-    from .engine.zoo import resolve_model
 
     check_out_folder(args.out)
 
@@ -255,7 +263,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = cfg.replace(**{
         "method": args.method, "train.steps": args.steps, "train.minutes": args.minutes, "train.lr": args.lr,
         "data.batch_size": args.batch_size, "data.crop_size": args.crop_size, "data.format": args.format,
-        "train.init": None if args.init is None else str(resolve_model(args.init, cache_dir=_cache_dir())),
+        "train.init": _init_arg(args.init),
     })
     res = fit(cfg, data=args.data, val=args.val, out=args.out, device=_device(args.device), resume=args.resume,
               progress=not args.no_progress)

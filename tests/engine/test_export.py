@@ -11,7 +11,8 @@ import torch
 
 from pixelgroup.cli import main
 from pixelgroup.data.synth import synth_nuclei, synth_shapes
-from pixelgroup.engine.export import export_model, head_names
+from pixelgroup.engine.export import export_model
+from pixelgroup.engine.export_net import head_names
 from pixelgroup.engine.segmenter import load_model
 
 LOAD_AND_RUN = """

@@ -57,7 +57,7 @@ def test_resolution_order_path_then_user_then_bundled(tiny_run, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     (tmp_path / "nuclei").mkdir()
     (tmp_path / "nuclei" / "best.pt").write_bytes((tiny_run / "best.pt").read_bytes())
-    assert resolve_model("nuclei", cache_dir=cache) == tmp_path / "nuclei" / "best.pt"  # a path wins
+    assert resolve_model("nuclei", cache_dir=cache).resolve() == tmp_path / "nuclei" / "best.pt"  # a path wins
 
 
 def test_unknown_name_lists_valid_names(tmp_path):

@@ -20,6 +20,7 @@ import torch
 
 from ..data.io import write_image_png
 from ..data.synth import synth_nuclei, synth_shapes
+from .export_net import export_onnx, head_names, traced_network
 from .predict import overlay
 from .segmenter import Segmenter
 
@@ -53,8 +54,6 @@ def _test_image(in_channels: int) -> np.ndarray:
 
 def _write_files(seg: Segmenter, work: Path, card: str) -> dict:
     """Weights, test tensors, cover and documentation in ``work``; their paths and head shapes."""
-    from .export import export_onnx, head_names, traced_network
-
     files: dict = {"heads": head_names(seg)}
     traced_network(seg).save(str(work / "weights_torchscript.pt"))
     export_onnx(seg, work / "weights.onnx")

@@ -25,6 +25,7 @@ from ..grouping.seeded import seeded_grouping
 from ..grouping.seeded_script import seeded_labels
 from ..ops.normalize import percentile_normalize
 from .checkpoint import load_checkpoint, resolve_checkpoint
+from .export_net import export_onnx, head_names, traced_network
 from .segmenter import Segmenter, load_model
 from .zoo import generated_card, get_model
 
@@ -32,36 +33,6 @@ log = logging.getLogger(__name__)
 
 ExportFormat = Literal["torchscript", "onnx", "bioimageio"]
 FORMATS: tuple[str, ...] = ("torchscript", "onnx", "bioimageio")
-
-
-class HeadTensors(nn.Module):
-    """The network with a tuple of head tensors ``(B, C_k, H, W)`` (in :attr:`names` order) as output,
-    instead of a dataclass: traceable, scriptable from the outside, exportable to ONNX."""
-
-    def __init__(self, net: nn.Module, names: list[str]) -> None:
-        super().__init__()
-        self.net, self.names = net, list(names)
-
-    def forward(self, image: Tensor) -> tuple[Tensor, ...]:
-        out = self.net(image)
-        return tuple(getattr(out, name) for name in self.names)
-
-
-def head_names(seg: Segmenter) -> list[str]:
-    return [name for name, _ in seg.model(torch.zeros(1, seg.model.in_channels, seg.model.multiple,
-                                                      seg.model.multiple)).items()]
-
-
-def traced_network(seg: Segmenter) -> torch.jit.ScriptModule:
-    """The network traced to a tuple of heads; checked against eager on a second input size."""
-    model = seg.model.cpu().eval()
-    wrapper = HeadTensors(model, head_names(seg)).eval()
-    m, c = model.multiple, model.in_channels
-    example = torch.rand(1, c, 4 * m, 6 * m)
-    other = torch.rand(1, c, 5 * m, 3 * m)
-    with torch.no_grad():
-        traced = torch.jit.trace(wrapper, example, check_inputs=[(other,)], check_tolerance=1e-5)
-    return traced
 
 
 class SegmentPipeline(nn.Module):
@@ -133,18 +104,6 @@ def scripted_pipeline(seg: Segmenter) -> torch.jit.ScriptModule:
     pipe = SegmentPipeline(traced_network(seg), in_channels=seg.model.in_channels, multiple=seg.model.multiple,
                            low=low, high=high, params=grouping_params(seg))
     return torch.jit.script(pipe.eval())
-
-
-def export_onnx(seg: Segmenter, out: Path) -> Path:
-    """The network as ONNX (opset 17): ``image (B, C, H, W)`` -> one raw output ``(B, C_k, H, W)`` per head."""
-    names = head_names(seg)
-    model = seg.model.cpu().eval()
-    m, c = model.multiple, model.in_channels
-    dims = {0: "batch", 2: "height", 3: "width"}
-    torch.onnx.export(HeadTensors(model, names).eval(), (torch.rand(1, c, 4 * m, 4 * m),), str(out),
-                      input_names=["image"], output_names=names, opset_version=17, dynamo=False,
-                      dynamic_axes={"image": dims, **{n: dims for n in names}})
-    return out
 
 
 def export_model(model: str | Path, out: str | Path, *, format: ExportFormat, cache_dir: str | Path | None = None,
