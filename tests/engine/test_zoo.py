@@ -63,6 +63,8 @@ def test_resolution_order_path_then_user_then_bundled(tiny_run, tmp_path, monkey
 def test_unknown_name_lists_valid_names(tmp_path):
     with pytest.raises(KeyError, match="valid names: .*nuclei.*shapes"):
         load_model("nucleii", cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="model not found"):
+        load_model(tmp_path / "runs" / "missing", cache_dir=tmp_path)
 
 
 def test_models_command(tiny_run, tmp_path, monkeypatch, capsys):

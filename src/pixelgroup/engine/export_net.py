@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -35,7 +36,10 @@ def traced_network(seg: Segmenter) -> torch.jit.ScriptModule:
     m, c = model.multiple, model.in_channels
     example = torch.rand(1, c, 4 * m, 6 * m)
     other = torch.rand(1, c, 5 * m, 3 * m)
-    with torch.no_grad():
+    # the input checks of forward() become constants of the trace (TracerWarning): harmless, as the
+    # trace is checked against eager on a second size
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(wrapper, example, check_inputs=[(other,)], check_tolerance=1e-5)
     return traced
 
@@ -46,7 +50,9 @@ def export_onnx(seg: Segmenter, out: Path) -> Path:
     model = seg.model.cpu().eval()
     m, c = model.multiple, model.in_channels
     dims = {0: "batch", 2: "height", 3: "width"}
-    torch.onnx.export(HeadTensors(model, names).eval(), (torch.rand(1, c, 4 * m, 4 * m),), str(out),
-                      input_names=["image"], output_names=names, opset_version=17, dynamo=False,
-                      dynamic_axes={"image": dims, **{n: dims for n in names}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(HeadTensors(model, names).eval(), (torch.rand(1, c, 4 * m, 4 * m),), str(out),
+                          input_names=["image"], output_names=names, opset_version=17, dynamo=False,
+                          dynamic_axes={"image": dims, **{n: dims for n in names}})
     return out
