@@ -1,7 +1,7 @@
 """The house stays in order: the import graph of ``src/pixelgroup`` (function-level imports included)
 has no cycle, and every import points down the layers
 
-    cli -> engine -> methods -> {models, losses, grouping, data, metrics} -> base
+    {cli, napari} -> engine -> methods -> {models, losses, grouping, data, metrics} -> base
 
 where *base* is ``registry``, ``types``, ``config``, ``fileio`` and ``ops``. Components do not import
 each other except where listed in ``ALLOWED`` (a loss needs no grouper, a grouper no loss, metrics
@@ -32,7 +32,10 @@ ALLOWED: dict[str, set[str]] = {
     "data": BASE,
     "methods": BASE | {"models", "losses", "grouping"},
     "engine": BASE | {"methods", "models", "losses", "grouping", "data", "metrics"},
+    "__main__": {"cli"},  # python -m pixelgroup
     "cli": BASE | {"engine", "data", "metrics", "methods"},
+    "napari": BASE | {"engine", "data", "metrics", "methods"},  # a front end like the CLI
+    "zoo": set(),  # package data only (bundled models)
 }
 
 

@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-size", type=int, default=None)
     p.add_argument("--format", default=None, help="dataset format (default: folder)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--init", default=None, help="run folder or checkpoint whose matching weights start this run")
+    p.add_argument("--init", default=None,
+                   help="run folder, checkpoint or model name whose matching weights start this run")
     p.add_argument("--no-progress", action="store_true")
     _add_device(p)
 
@@ -74,10 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Segment images into --out (a new or separate folder; existing results are kept unless --overwrite). "
         "Exit status: 0 all inputs done; 1 some inputs could not be segmented (the others are written, "
         "the bad ones listed on stderr); 2 nothing done (bad arguments, paths or model)."))
-    p.add_argument("--model", type=Path, required=True, help="run folder or .pt checkpoint")
+    p.add_argument("--model", required=True, help="run folder, .pt checkpoint or model name (pixelgroup models)")
     p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--overlays", action="store_true", help="also write NAME_overlay.png")
+    p.add_argument("--diameter", default=None, type=_diameter_arg,
+                   help="object diameter in the images, pixels, or 'auto' (two passes): the images are rescaled "
+                        "to the model's training object size (default: no rescaling)")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first bad input (default: do the good ones, list the bad, exit 1)")
     _add_overwrite(p)
@@ -146,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(p)
     _add_device(p)
 
+    p = sub.add_parser("models", help="list the named models (bundled and yours), show a card, add a run")
+    p.add_argument("--info", metavar="NAME", default=None, help="print the model card of NAME")
+    p.add_argument("--add", nargs=2, metavar=("NAME", "RUN"), default=None,
+                   help="copy run folder / checkpoint RUN into the user models as NAME")
+    _add_overwrite(p)
+
+    p = sub.add_parser("export", help="export a model: torchscript (whole pipeline), onnx (network), bioimageio")
+    p.add_argument("--model", required=True, help="run folder, .pt checkpoint or model name")
+    p.add_argument("--format", required=True, choices=("torchscript", "onnx", "bioimageio"))
+    p.add_argument("--out", type=Path, required=True,
+                   help="output file (.pt / .onnx) or, for bioimageio, a .zip or a folder")
+    _add_overwrite(p)
+
     p = sub.add_parser("demo", help="synthetic data -> train -> predict -> evaluate, in minutes on a CPU")
     p.add_argument("--out", type=Path, default=Path("pixelgroup-demo"))
     p.add_argument("--method", default="spatial")
@@ -174,6 +191,54 @@ def _device(name: str | None) -> str:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ValueError("--device mps: MPS (Apple GPU) is not available on this machine; use --device cpu")
     return name
+
+
+def _diameter_arg(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels or 'auto', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 pixels, got {text}")
+    return value
+
+
+def _cache_dir() -> Path:
+    """The user model folder; ``PIXELGROUP_HOME`` replaces the platform's user data folder."""
+    import os
+
+    from .engine.zoo import default_cache_dir
+
+    return default_cache_dir(os.environ.get("PIXELGROUP_HOME") or None)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .engine.zoo import add_model, get_model, list_models
+
+    cache = _cache_dir()
+    if args.add:
+        model = add_model(args.add[0], args.add[1], cache_dir=cache, overwrite=args.overwrite)
+        print(f"added '{model.name}' to {model.folder}; use it with --model {model.name}")
+        return 0
+    if args.info:
+        print(get_model(args.info, cache_dir=cache).card.rstrip())
+        return 0
+    models = list_models(cache_dir=cache)
+    width = max((len(m.name) for m in models), default=4)
+    for m in models:
+        print(f"{m.name:<{width}}  {m.source:<7}  {m.description}")
+    print(f"(user models: {cache}; details: pixelgroup models --info NAME)")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .engine.export import export_model
+
+    out = export_model(args.model, args.out, format=args.format, cache_dir=_cache_dir(), overwrite=args.overwrite)
+    print(f"wrote {args.format} export to {out}")
+    return 0
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -224,12 +289,21 @@ def _train_config(args: argparse.Namespace):
     if args.config:
         cfg = load_config(args.config, base=cfg)
     values = [args.method, args.steps, args.minutes, args.lr, args.batch_size, args.crop_size, args.format,
-              None if args.init is None else str(args.init)]
+              _init_arg(None if args.init is None else str(args.init))]
     overrides = dict(zip(_TRAIN_FLAGS, values))
     try:
         return cfg.replace(**overrides)
     except ConfigError as err:
         raise err.located(_TRAIN_FLAGS[err.key]) if overrides.get(err.key) is not None else err from None
+
+
+def _init_arg(init: str | None) -> str | None:
+    """``--init``: a path as given; a model name as its checkpoint (user models via PIXELGROUP_HOME)."""
+    from .engine.zoo import resolve_model
+
+    if init is None or Path(init).exists():
+        return init
+    return str(resolve_model(init, cache_dir=_cache_dir()))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -270,11 +344,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
         report = predict_on_cluster(args.model, args.inputs, args.out, scheduler=args.scheduler,
                                     device=_device(args.device), overlays=args.overlays, big=big,
-                                    overwrite=args.overwrite, strict=args.strict, progress=not args.no_progress)
+                                    overwrite=args.overwrite, strict=args.strict, progress=not args.no_progress,
+                                    diameter=args.diameter, cache_dir=_cache_dir())
     else:
-        seg = load_model(args.model, device=_device(args.device))
+        seg = load_model(args.model, device=_device(args.device), cache_dir=_cache_dir())
         report = predict_paths(seg, args.inputs, args.out, overlays=args.overlays, progress=not args.no_progress,
-                               big=big, overwrite=args.overwrite, strict=args.strict)
+                               big=big, overwrite=args.overwrite, strict=args.strict, diameter=args.diameter)
     skipped = f" ({len(report.skipped)} already done, skipped; --overwrite to redo)" if report.skipped else ""
     print(f"wrote {len(report.written)} prediction(s) to {args.out}{skipped}")
     if not report.failed:
@@ -406,7 +481,7 @@ def _one_line(err: BaseException) -> str:
 
 COMMANDS = {"synth": _cmd_synth, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate,
             "demo": _cmd_demo, "check": _cmd_check, "boundaries": _cmd_boundaries, "proposals": _cmd_proposals,
-            "explain": _cmd_explain, "regroup": _cmd_regroup}
+            "explain": _cmd_explain, "regroup": _cmd_regroup, "models": _cmd_models, "export": _cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

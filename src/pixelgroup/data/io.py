@@ -14,9 +14,11 @@ from typing import Literal
 
 import numpy as np
 import tifffile
+import torch
 from PIL import Image
 
 from ..fileio import atomic_write
+from ..ops.normalize import percentile_normalize  # one torch implementation, shared with TorchScript export
 
 logger = logging.getLogger(__name__)
 
@@ -260,9 +262,9 @@ def normalize_percentile(image: np.ndarray, low: float = 1.0, high: float = 99.8
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         raise ValueError("image contains NaN or inf; replace them (e.g. np.nan_to_num) before normalising")
-    p_low, p_high = np.percentile(x.reshape(-1, x.shape[-1]), [low, high], axis=0)  # each (C,)
-    scale = (1.0 / (p_high - p_low + 1e-20)).astype(np.float32)
-    return ((x - p_low.astype(np.float32)) * scale).astype(np.float32, copy=False)
+    if x.size == 0:
+        return x
+    return percentile_normalize(torch.from_numpy(np.ascontiguousarray(x)), float(low), float(high)).numpy()
 
 
 def normalized_image(image: np.ndarray, normalize: tuple[float, float] | None) -> np.ndarray:

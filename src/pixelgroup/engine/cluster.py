@@ -36,6 +36,7 @@ from .predict import PredictReport, failure, plan_prediction, predict_one
 from .predict_big import BigOptions, FrameRef, _create, normalised_reader
 from .segmenter import Segmenter, load_model
 from .tiling import NetworkBatch, batch_input, grouping_windows, network_batches, read_outputs, stitch_blocks
+from .zoo import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,11 @@ def _wait(futures: list, progress: bool) -> None:
 
 
 def _file_task(ref: ModelRef, path: Path, out: Path, targets: list[Path], lazy: bool, big: BigOptions,
-               overlays: bool) -> tuple[Path | None, str | None]:
+               overlays: bool, diameter: float | str | None) -> tuple[Path | None, str | None]:
     """One input on a worker: ``(label file, None)``, or ``(None, reason)`` for a bad input."""
     seg = worker_model(ref)
     try:
-        return predict_one(seg, path, out, targets, lazy=lazy, big=big, overlays=overlays), None
+        return predict_one(seg, path, out, targets, lazy=lazy, big=big, overlays=overlays, diameter=diameter), None
     except (DataError, ValueError) as err:
         return None, failure(path, err, strict=False)
 
@@ -133,24 +134,26 @@ def _file_task(ref: ModelRef, path: Path, out: Path, targets: list[Path], lazy: 
 def predict_on_cluster(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *, scheduler: str,
                        device: str = "cpu", overlays: bool = False, big: BigOptions | None = None,
                        overwrite: bool = False, strict: bool = False, progress: bool = True,
+                       diameter: float | str | None = None, cache_dir: str | Path | None = None,
                        **overrides: Any) -> PredictReport:
     """:func:`~pixelgroup.engine.predict.predict_paths` with the work shared out on a Dask cluster.
 
     Small inputs are one task each, run by the workers; a big image (one that
     :func:`~pixelgroup.engine.predict_big.needs_lazy` sends tile by tile) is segmented here with its
     network batches and grouping blocks as tasks. ``out`` must be a folder every worker can write.
+    ``model``: a run folder, checkpoint or model name (``cache_dir``: the user model folder, see
+    :func:`~pixelgroup.engine.segmenter.load_model`); ``diameter``: as :meth:`Segmenter.segment`;
     ``overrides``: grouping parameters, as :func:`~pixelgroup.engine.segmenter.load_model`.
     Results are those of a local run.
     """
     big, out = big or BigOptions(), Path(out)
-    ref = ModelRef(str(Path(model).resolve()) if Path(model).exists() else str(model), device,
-                   tuple(sorted(overrides.items())))
+    ref = ModelRef(str(resolve_model(model, cache_dir=cache_dir).resolve()), device, tuple(sorted(overrides.items())))
     seg = ref.load()
     job = plan_prediction(seg, inputs, out, overlays=overlays, big=big, overwrite=overwrite)
     report = job.report
     with connect(scheduler) as client:
         small = [p for p in job.todo if not job.lazy[p]]
-        futures = [client.submit(_file_task, ref, p, out, job.targets[p], False, big, overlays, pure=False,
+        futures = [client.submit(_file_task, ref, p, out, job.targets[p], False, big, overlays, diameter, pure=False,
                                  key=f"pixelgroup-file-{i}-{p.name}") for i, p in enumerate(small)]
         _wait(futures, progress)
         outcome = dict(zip(small, client.gather(futures)))
@@ -159,7 +162,8 @@ def predict_on_cluster(model: str | Path, inputs: Sequence[str | Path], out: str
             if job.lazy[path]:
                 try:
                     outcome[path] = (predict_one(seg, path, out, job.targets[path], lazy=True, big=big,
-                                                 overlays=overlays, progress=progress, tiler=tiler), None)
+                                                 overlays=overlays, progress=progress, diameter=diameter,
+                                                 tiler=tiler), None)
                 except (DataError, ValueError) as err:
                     outcome[path] = (None, failure(path, err, strict=False))
             written, reason = outcome[path]

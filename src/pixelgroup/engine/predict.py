@@ -79,14 +79,15 @@ def output_names(seg: Segmenter, *, overlays: bool) -> Callable[[Path], list[str
 
 def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path, *,
                   overlays: bool = False, progress: bool = True, big: BigOptions | None = None,
-                  overwrite: bool = False, strict: bool = False) -> PredictReport:
+                  overwrite: bool = False, strict: bool = False, diameter: float | str | None = None) -> PredictReport:
     """Segment every image in ``inputs`` (files, folders, ``*.zarr`` stores) and write results to ``out``.
 
     Instance methods write ``NAME.tif`` (int32 labels, same height and width as the input) and
     ``NAME.json`` (per-instance id, score, class, area); semantic methods write ``NAME.png``
     (class indices). ``overlays`` adds ``NAME_overlay.png``. Every file is written atomically.
     ``big``: tiling, TTA, stacks, output format and saved outputs (:mod:`pixelgroup.engine.predict_big`;
-    big images, zarr stores and those options go through it).
+    big images, zarr stores and those options go through it). ``diameter``: the objects' size in the
+    inputs, pixels or ``"auto"`` (see :meth:`Segmenter.segment`; not for big images, stacks, zarr).
 
     An input whose results are all in ``out`` already is skipped (a re-run finishes an interrupted
     folder) unless ``overwrite``. Before anything is written the outputs of the others are checked
@@ -102,7 +103,7 @@ def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path,
     for path in tqdm(job.todo, desc="predict", disable=not progress):
         try:
             job.report.written.append(predict_one(seg, path, out, job.targets[path], lazy=job.lazy[path],
-                                                  big=big, overlays=overlays, progress=progress))
+                                                  big=big, overlays=overlays, progress=progress, diameter=diameter))
         except (DataError, ValueError) as err:
             job.report.failed.append((path, failure(path, err, strict=strict)))
     return job.report
@@ -155,11 +156,15 @@ def failure(path: Path, err: Exception, *, strict: bool) -> str:
 
 
 def predict_one(seg: Segmenter, path: Path, out: Path, targets: list[Path], *, lazy: bool, big: BigOptions,
-                overlays: bool = False, progress: bool = False, tiler=None) -> Path:
+                overlays: bool = False, progress: bool = False, diameter: float | str | None = None,
+                tiler=None) -> Path:
     """Segment one input and write its results to ``targets``; returns the label file. Bad input
-    raises :class:`DataError`/``ValueError`` naming the file. ``tiler``: see
-    :func:`~pixelgroup.engine.predict_big.predict_file`."""
+    raises :class:`DataError`/``ValueError`` naming the file. ``diameter``: see
+    :meth:`Segmenter.segment`; ``tiler``: see :func:`~pixelgroup.engine.predict_big.predict_file`."""
     if lazy:
+        if diameter is not None:
+            raise DataError(f"{path}: --diameter is not supported for big images, stacks or zarr stores; "
+                            "resize the image to the model's object size instead")
         if overlays:
             log.info("%s: no overlay for a big image, stack or zarr store", path.name)
         return predict_file(seg, path, out, big, progress=progress, tiler=tiler)
@@ -168,7 +173,7 @@ def predict_one(seg: Segmenter, path: Path, out: Path, targets: list[Path], *, l
         raise DataError(f"{path}: image has NaN or inf pixels; replace them (e.g. np.nan_to_num) "
                         "or re-export the image")
     prepared = seg.prepare(image)
-    kwargs = big.segment_kwargs()
+    kwargs = {**big.segment_kwargs(), "diameter": diameter}
     result = seg.segment(prepared, normalized=True, progress=progress, **kwargs) if seg.task == "semantic" \
         else seg.segment_instances(prepared, normalized=True, progress=progress, **kwargs)
     return _write(seg, path, prepared, result, targets)

@@ -17,6 +17,7 @@ from ..methods.base import split_kwargs
 from ..types import Instances, ModelOutput
 from .build import build_model, get_method, grouper_spec
 from .checkpoint import load_checkpoint, load_weights, resolve_checkpoint
+from .diameter import check_diameter, median_diameter, resize_image, resize_result
 from .tiling import ReadWindow, TiledResult, Tiling, group_tiled, read_outputs, resolve_tiling, tiled_outputs
 from .tta import tta_forward, warn_if_no_effect
 
@@ -84,16 +85,18 @@ class Segmenter:
         cfg: the run's config (method, normalisation, grouping).
         device: torch device for the network and the grouping.
         state: the method's inference state (e.g. SegSort's prototype bank), if any.
+        object_diameter: median object diameter of the training data, pixels (for ``diameter=``).
     """
 
     def __init__(self, model: torch.nn.Module, cfg: RunConfig, *, device: str | torch.device = "cpu",
-                 state: dict | None = None) -> None:
+                 state: dict | None = None, object_diameter: float | None = None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.cfg = cfg
         self.method = get_method(cfg)
         self.state = state or {}
         self.grouper, self.grouper_params = grouper_spec(cfg)
+        self.object_diameter = None if object_diameter is None else float(object_diameter)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu") -> Segmenter:
@@ -101,7 +104,8 @@ class Segmenter:
         cfg, state = load_checkpoint(path)
         model = build_model(cfg, in_channels=int(state.get("in_channels", 1)))
         load_weights(model, state["model"], path)
-        return cls(model, cfg, device=device, state=state.get("method_state"))
+        return cls(model, cfg, device=device, state=state.get("method_state"),
+                   object_diameter=state.get("object_diameter"))
 
     @property
     def task(self) -> str:
@@ -169,22 +173,57 @@ class Segmenter:
         return fn(output, state=self.state, **kwargs) if with_state else fn(output, **kwargs)
 
     def segment_instances(self, image: np.ndarray, *, normalized: bool = False, tile: int | None = None,
-                          halo: int | None = None, tta: bool = False, progress: bool = False) -> Instances:
+                          halo: int | None = None, tta: bool = False, progress: bool = False,
+                          diameter: float | str | None = None) -> Instances:
         """Instances (labels, scores, classes) of one image.
 
         ``tile``: block side for tiled prediction (``None``: automatic above 2048 x 2048 pixels,
-        ``0``: one pass); ``halo``: grouping context per side, pixels; ``tta``: flips/rotations."""
+        ``0``: one pass); ``halo``: grouping context per side, pixels; ``tta``: flips/rotations;
+        ``diameter``: the objects' diameter in this image, pixels: the image is rescaled by
+        ``object_diameter / diameter`` to the training object size and the labels back (nearest);
+        ``"auto"``: estimated by a first pass (median equivalent diameter of the objects found);
+        ``None`` (default): no rescaling."""
         if self.task != "instance":
             raise ValueError(f"method '{self.cfg.method}' is a semantic method; use segment()")
-        return self._segment(image, normalized=normalized, tile=tile, halo=halo, tta=tta, progress=progress)
+        return self._segment_at(image, diameter, normalized=normalized, tile=tile, halo=halo, tta=tta,
+                                progress=progress)
 
     def segment(self, image: np.ndarray, *, normalized: bool = False, tile: int | None = None,
-                halo: int | None = None, tta: bool = False, progress: bool = False) -> np.ndarray:
+                halo: int | None = None, tta: bool = False, progress: bool = False,
+                diameter: float | str | None = None) -> np.ndarray:
         """``(H, W)`` int32: instance labels (instance methods) or class indices (semantic methods).
         Keywords as :meth:`segment_instances`."""
-        result = self._segment(image, normalized=normalized, tile=tile, halo=halo, tta=tta, progress=progress)
+        result = self._segment_at(image, diameter, normalized=normalized, tile=tile, halo=halo, tta=tta,
+                                  progress=progress)
         labels = result.labels if isinstance(result, Instances) else result
         return np.asarray(labels, dtype=np.int32)
+
+    def rescale_factor(self, diameter: float) -> float:
+        """Scale that gives objects of ``diameter`` pixels the training object size."""
+        if self.object_diameter is None:
+            raise ValueError("this model does not record its training object size (object_diameter); retrain it "
+                             "with this version, or segment without diameter")
+        return self.object_diameter / check_diameter(diameter)
+
+    def _segment_at(self, image: np.ndarray, diameter: float | str | None, **kw) -> Instances | np.ndarray:
+        """:meth:`_segment` at the scale that ``diameter`` asks for, labels at the input size."""
+        if diameter is None:
+            return self._segment(image, **kw)
+        self.rescale_factor(1.0)  # fails early when the model does not record its object size
+        prepared = self.prepare(image, normalized=kw.pop("normalized"))
+        if diameter == "auto":
+            if self.task != "instance":
+                raise ValueError("diameter='auto' needs an instance method; give the diameter in pixels")
+            first = self._segment(prepared, normalized=True, **kw)
+            found = median_diameter(first.labels)
+            if found is None:
+                log.info("diameter auto: no object found at scale 1; keeping that result")
+                return first
+            log.info("diameter auto: median object diameter %.1f px", found)
+            diameter = found
+        factor = self.rescale_factor(diameter)
+        result = self._segment(resize_image(prepared, factor), normalized=True, **kw)
+        return resize_result(result, prepared.shape[:2])
 
     def _segment(self, image: np.ndarray, *, normalized: bool, tile: int | None, halo: int | None, tta: bool,
                  progress: bool) -> Instances | np.ndarray:
@@ -200,11 +239,15 @@ class Segmenter:
         return Instances(labels, result.scores, result.classes)
 
 
-def load_model(path: str | Path, *, device: str | torch.device = "cpu", **overrides: Any) -> Segmenter:
-    """Load a run folder or checkpoint as a :class:`Segmenter`.
+def load_model(path: str | Path, *, device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
+               **overrides: Any) -> Segmenter:
+    """Load a run folder, checkpoint or model name (``"nuclei"``, see :mod:`pixelgroup.engine.zoo`)
+    as a :class:`Segmenter`. A path that exists wins over a name; ``cache_dir``: the user model folder.
 
     ``overrides`` replace grouping parameters, e.g. ``load_model(run, seed_threshold=0.8)``.
     """
-    seg = Segmenter.from_checkpoint(path, device=device)
+    from .zoo import resolve_model
+
+    seg = Segmenter.from_checkpoint(resolve_model(path, cache_dir=cache_dir), device=device)
     seg.grouper_params.update(overrides)
     return seg

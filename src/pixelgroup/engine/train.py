@@ -25,11 +25,13 @@ from ..fileio import atomic_write_text
 from .build import build_loss, build_model, get_method, grouper_spec
 from .checkpoint import BEST, LAST, init_weights, load_weights, read_checkpoint, save_checkpoint
 from .datasets import check_before_training, check_n_classes, open_datasets
+from .diameter import dataset_diameter
 from .distributed import Ranks
 from .errors import TrainingError
 from .segmenter import Segmenter
 from .state import fit_state
 from .validate import evaluate_segmenter
+from .zoo import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class _Trainer:
         self.in_channels = int(train_ds[0]["image"].shape[-1])
         self.model = build_model(cfg, in_channels=self.in_channels).to(device)
         if cfg.train.init:
-            init_weights(self.model, cfg.train.init)
+            init_weights(self.model, resolve_model(cfg.train.init))
         if cfg.data.crop_size % self.model.multiple:
             raise TrainingError(
                 f"data.crop_size={cfg.data.crop_size} must be a multiple of {self.model.multiple} "
@@ -128,11 +130,13 @@ class _Trainer:
         self.history: list[dict[str, Any]] = []
         self.method_state: dict | None = None
         self.data_root: str | None = None
+        self.object_diameter = dataset_diameter(train_ds) if self.method.task == "instance" else None
 
     # -- state -----------------------------------------------------------------------------------
     def save(self, name: str, *, full: bool) -> None:
         extra: dict[str, Any] = {"in_channels": self.in_channels, "step": self.step,
-                                 "method_state": self.method_state, "data_root": self.data_root}
+                                 "method_state": self.method_state, "data_root": self.data_root,
+                                 "object_diameter": self.object_diameter}
         if full:
             extra.update(optimizer=self.opt.state_dict(), elapsed=self.elapsed, best=self.best,
                          best_step=self.best_step, history=self.history)

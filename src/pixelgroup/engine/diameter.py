@@ -1,0 +1,80 @@
+"""Object size: the median object diameter of a dataset, and rescaling images to a model's object size.
+
+The *diameter* of an object is its equivalent diameter ``sqrt(4 area / pi)`` in pixels; a dataset's
+object size is the median over its objects. Training stores it in the checkpoint
+(``object_diameter``); ``Segmenter.segment(image, diameter=D)`` rescales the image by
+``object_diameter / D`` so its objects have the training size, and the labels back (nearest).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..types import Instances
+
+log = logging.getLogger(__name__)
+
+
+def object_diameters(labels: np.ndarray) -> np.ndarray:
+    """Equivalent diameters ``sqrt(4 area / pi)`` (pixels) of the objects 1..N of ``labels (H, W)``."""
+    ids = np.asarray(labels).reshape(-1).astype(np.int64)
+    area = np.bincount(ids[ids > 0])[1:]
+    return np.sqrt(4.0 * area[area > 0] / math.pi)
+
+
+def median_diameter(labels: np.ndarray) -> float | None:
+    """Median equivalent diameter of the objects of ``labels (H, W)``; ``None`` without objects."""
+    d = object_diameters(labels)
+    return float(np.median(d)) if d.size else None
+
+
+def dataset_diameter(dataset, *, max_samples: int = 256) -> float | None:
+    """Median equivalent diameter over the objects of the first ``max_samples`` samples of an
+    instance dataset (samples with an ``"instances" (H, W)`` entry); ``None`` when it has none."""
+    samples = (dataset[i] for i in range(min(len(dataset), max_samples)))
+    d = [object_diameters(sample["instances"]) for sample in samples if "instances" in sample]
+    d = np.concatenate(d) if d else np.zeros(0)
+    return float(np.median(d)) if d.size else None
+
+
+def check_diameter(diameter: float) -> float:
+    value = float(diameter)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"diameter must be a positive number of pixels (or 'auto'), got {diameter!r}")
+    return value
+
+
+def resize_image(image: np.ndarray, factor: float) -> np.ndarray:
+    """``(H, W, C)`` float32 image scaled by ``factor`` (bilinear; antialiased when shrinking)."""
+    h, w = image.shape[:2]
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    if size == (h, w):
+        return image
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]  # (1, C, H, W)
+    y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=factor < 1)
+    return y[0].permute(1, 2, 0).numpy()
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of ``labels (h, w)`` to ``size = (H, W)`` (pixel centres)."""
+    h, w = labels.shape
+    rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
+def resize_result(result: Instances | np.ndarray, size: tuple[int, int]) -> Instances | np.ndarray:
+    """Instances (or a class map) resized to ``size = (H, W)`` (nearest); instances that vanish (a
+    few pixels when shrinking) are dropped and the others renumbered 1..N in the same order."""
+    if not isinstance(result, Instances):
+        return resize_labels(result, size)
+    labels = resize_labels(result.labels, size)
+    present = np.unique(labels[labels > 0])  # ids in score order
+    new_id = np.zeros(result.count + 1, np.int32)
+    new_id[present] = np.arange(1, present.size + 1, dtype=np.int32)
+    return Instances(new_id[labels], result.scores[present - 1], result.classes[present - 1])

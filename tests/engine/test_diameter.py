@@ -1,0 +1,84 @@
+"""--diameter: images rescaled to the model's training object size, labels back at the input size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pixelgroup.data.synth import synth_nuclei
+from pixelgroup.engine.diameter import median_diameter, object_diameters, resize_image, resize_labels
+from pixelgroup.engine.segmenter import load_model
+from pixelgroup.metrics.matching import match
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    seg = load_model("nuclei")
+    image, truth = synth_nuclei(np.random.default_rng([42, 0]), 192)
+    return seg, image.astype(np.float32), truth
+
+
+def _same_objects(a: np.ndarray, b: np.ndarray) -> None:
+    """Same count, and every object of ``a`` matched in ``b`` at IoU >= 0.5."""
+    assert a.max() == b.max() > 0
+    m = match(a, b, thresh=0.5)
+    assert m.tp == a.max(), m
+
+
+def test_diameters_by_hand():
+    labels = np.zeros((20, 20), np.int32)
+    labels[:10, :10] = 1  # area 100: diameter sqrt(400 / pi) = 11.28
+    labels[15:17, 15:17] = 3  # area 4: 2.26 (ids need not be consecutive)
+    np.testing.assert_allclose(object_diameters(labels), [np.sqrt(400 / np.pi), np.sqrt(16 / np.pi)])
+    assert median_diameter(np.zeros((4, 4), np.int32)) is None
+
+
+def test_resize_round_trip():
+    labels = np.arange(12, dtype=np.int32).reshape(3, 4)
+    np.testing.assert_array_equal(resize_labels(resize_labels(labels, (6, 8)), (3, 4)), labels)
+    assert resize_image(np.zeros((10, 12, 2), np.float32), 0.5).shape == (5, 6, 2)
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.5])
+def test_scaled_image_gives_the_same_objects(nuclei, factor):
+    seg, image, truth = nuclei
+    d = median_diameter(truth)
+    base = seg.segment(image, diameter=d)
+    scaled = resize_image(image[..., None], factor)[..., 0]
+    got = seg.segment(scaled, diameter=d * factor)
+    assert got.shape == scaled.shape
+    _same_objects(resize_labels(base, scaled.shape) if factor > 1 else base,
+                  got if factor > 1 else resize_labels(got, base.shape))
+
+
+def test_auto_diameter_on_a_twice_larger_image(nuclei):
+    seg, image, truth = nuclei
+    big = resize_image(image[..., None], 2.0)[..., 0]
+    got = seg.segment(big, diameter="auto")
+    _same_objects(resize_labels(seg.segment(image, diameter=median_diameter(truth)), big.shape), got)
+
+
+def test_diameter_errors(nuclei, monkeypatch):
+    seg, image, _ = nuclei
+    with pytest.raises(ValueError, match="positive number"):
+        seg.segment(image, diameter=-3)
+    monkeypatch.setattr(seg, "object_diameter", None)
+    with pytest.raises(ValueError, match="does not record"):
+        seg.segment(image, diameter=10)
+
+
+def test_predict_diameter_flag(nuclei, tmp_path):
+    import tifffile
+
+    from pixelgroup.cli import main
+
+    seg, image, truth = nuclei
+    (tmp_path / "in").mkdir()
+    big = resize_image(image[..., None], 2.0)[..., 0]
+    tifffile.imwrite(tmp_path / "in" / "big.tif", big)
+    assert main(["predict", "--model", "nuclei", str(tmp_path / "in"), "--out", str(tmp_path / "pred"),
+                 "--diameter", str(2 * median_diameter(truth)), "--device", "cpu", "--no-progress"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "pred" / "big.tif"),
+                                  seg.segment(big, diameter=2 * median_diameter(truth)))
+    with pytest.raises(SystemExit):
+        main(["predict", "--model", "nuclei", str(tmp_path / "in"), "--out", str(tmp_path / "p2"), "--diameter", "-1"])
