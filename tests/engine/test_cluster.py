@@ -11,15 +11,14 @@ import time
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from pixelgroup.cli import main
-from pixelgroup.config import RunConfig
-from pixelgroup.engine.build import build_model
 from pixelgroup.engine.checkpoint import save_checkpoint
 from pixelgroup.engine.predict import predict_paths
 from pixelgroup.engine.predict_big import BigOptions
 from pixelgroup.engine.segmenter import load_model
+
+from ._toy import dense_spatial_network
 
 distributed = pytest.importorskip("distributed")
 from pixelgroup.engine.cluster import predict_on_cluster  # noqa: E402
@@ -35,12 +34,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """An untrained spatial U-Net made to find many objects (seeds high, small random offsets)."""
-    cfg = RunConfig().replace(**{"model.width": 8, "model.depth": 2, "grouping.params": {"min_size": 20}})
-    torch.manual_seed(0)
-    net = build_model(cfg, in_channels=1)
-    with torch.no_grad():
-        net.heads["seed"].out.bias.fill_(3.0)
-        net.heads["offset"].out.weight.normal_(0, 0.01)
+    cfg, net = dense_spatial_network()
     path = tmp_path_factory.mktemp("model") / "dense.pt"
     save_checkpoint(path, cfg=cfg, model=net, in_channels=1)
     return path

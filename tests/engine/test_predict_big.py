@@ -7,21 +7,18 @@ import json
 import numpy as np
 import pytest
 import tifffile
-import torch
 import zarr
 
 from pixelgroup.cli import main
-from pixelgroup.config import RunConfig
 from pixelgroup.data.bigimage import LazyImage, open_frames, sample_percentiles
 from pixelgroup.data.io import DataError
-from pixelgroup.engine.build import build_model
 from pixelgroup.engine.checkpoint import save_checkpoint
 from pixelgroup.engine.predict import predict_paths
 from pixelgroup.engine.predict_big import BigOptions, predict_file
 from pixelgroup.engine.regroup import regroup_paths
 from pixelgroup.metrics.matching import match
 
-from ._toy import disc_image, same_partition, toy_segmenter
+from ._toy import dense_spatial_network, disc_image, same_partition, toy_segmenter
 
 TILED = BigOptions(tile=64, halo=32)
 
@@ -152,12 +149,7 @@ def test_open_frames_axes(tmp_path):
 def test_cli_tiled_predict_then_regroup(tmp_path):
     # a real (untrained) network that finds ~400 discs: CLI tiled == one pass (>= 99% matched at
     # IoU 0.95), and regroup of the saved outputs == predict
-    cfg = RunConfig().replace(**{"model.width": 8, "model.depth": 2, "grouping.params": {"min_size": 20}})
-    torch.manual_seed(0)
-    model = build_model(cfg, in_channels=1)
-    with torch.no_grad():
-        model.heads["seed"].out.bias.fill_(3.0)
-        model.heads["offset"].out.weight.normal_(0, 0.01)
+    cfg, model = dense_spatial_network()
     ckpt = save_checkpoint(tmp_path / "m.pt", cfg=cfg, model=model, in_channels=1)
     image = (np.random.default_rng(0).random((192, 224)) * 1000).astype(np.uint16)
     tifffile.imwrite(tmp_path / "noise.tif", image)

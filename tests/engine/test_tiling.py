@@ -15,7 +15,7 @@ from pixelgroup.engine.tiling import AUTO_TILE_PIXELS, block_grid, resolve_tilin
 from pixelgroup.grouping.stitch import owned_objects, paint_owned
 from pixelgroup.metrics.matching import match
 
-from ._toy import disc_image, same_partition, toy_segmenter
+from ._toy import dense_spatial_network, disc_image, same_partition, toy_segmenter
 
 
 def test_block_grid_covers_every_pixel_once():
@@ -72,14 +72,7 @@ def test_tiled_equals_one_pass_on_an_exact_model(tile, halo):
 
 
 def _dense_spatial_model() -> Segmenter:
-    # a real (untrained) U-Net made to find objects everywhere: seeds high, small random offsets;
-    # its ~400 discs touch each other and every seam
-    cfg = RunConfig().replace(**{"model.width": 8, "model.depth": 2, "grouping.params": {"min_size": 20}})
-    torch.manual_seed(0)
-    model = build_model(cfg, in_channels=1)
-    with torch.no_grad():
-        model.heads["seed"].out.bias.fill_(3.0)
-        model.heads["offset"].out.weight.normal_(0, 0.01)
+    cfg, model = dense_spatial_network()
     return Segmenter(model, cfg)
 
 
