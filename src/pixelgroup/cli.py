@@ -327,8 +327,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     finally:
         distributed.teardown()
     if spec is None or spec.rank == 0:
-        print(f"trained {res.steps} steps in {res.seconds:.0f} s; best validation score {res.best_metric:.4f} "
-              f"at step {res.best_step}; model: {res.run_dir / 'best.pt'}")
+        print(res.summary())
     return 0
 
 

@@ -38,7 +38,12 @@ class DataConfig:
         normalize: per-image percentiles mapped to 0 and 1.
         crop_size: square training crop side, pixels (images smaller than this are padded).
         batch_size: training crops per step.
-        val_fraction: share of the training images held out when no ``--val`` is given.
+        val_fraction: share held out for validation when no ``--val`` is given: of each image's
+            longer side (a band at its end, ``val_split: regions``) or of the images (``images``).
+        val_split: how validation is held out without ``--val``: ``regions`` (a band of every image
+            large enough, with a margin so no object is in both parts; see
+            :mod:`pixelgroup.data.regions`), ``images`` (whole images) or ``auto`` (regions below
+            8 images, whole images from 8 on).
         augment: random flips and 90-degree rotations.
         scale: pixel-size rescaling applied to every image before the network (1 = none).
     """
@@ -52,6 +57,7 @@ class DataConfig:
     crop_size: int = 128
     batch_size: int = 8
     val_fraction: float = 0.15
+    val_split: str = "auto"
     augment: bool = True
     scale: float = 1.0
 
@@ -206,6 +212,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.batch_size": (lambda v: v >= 1, ">= 1"),
     "data.val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "data.scale": (lambda v: v > 0, "> 0"),
+    "data.val_split": (lambda v: v in ("auto", "regions", "images"), "one of auto, regions, images"),
     "model.width": (lambda v: v >= 1, ">= 1"),
     "model.depth": (lambda v: v >= 1, ">= 1"),
     "model.n_classes": (lambda v: v >= 1, ">= 1"),

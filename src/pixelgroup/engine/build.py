@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -45,8 +46,10 @@ def embedding_coords(cfg: RunConfig) -> float:
     return get_method(cfg).default_embedding_coords(cfg)
 
 
-def grouper_spec(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
-    """``(grouper name, keyword arguments)``: the method's defaults overridden by ``cfg.grouping``.
+def grouper_spec(cfg: RunConfig, calibration: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """``(grouper name, keyword arguments)``: the method's defaults, then the values calibrated after
+    training (``calibration``, a :class:`~pixelgroup.engine.calibrate.Calibration` as a dict, when
+    it is for this grouper), then ``cfg.grouping`` (the user's values win).
 
     The loss-implied defaults apply to the method's own grouper only; another grouper
     (``grouping.name``) gets just ``grouping.params``. An unknown grouper name raises here.
@@ -55,5 +58,7 @@ def grouper_spec(cfg: RunConfig) -> tuple[str, dict[str, Any]]:
     name = cfg.grouping.name or method.grouper
     GROUPERS.get(name)
     params = method.grouper_defaults(cfg) if name == method.grouper else {}
+    if calibration and calibration.get("grouper") == name:
+        params.update(calibration.get("params", {}))
     params.update(cfg.grouping.params)
     return name, params

@@ -64,6 +64,14 @@ def save_checkpoint(path: str | Path, *, cfg: RunConfig, model: torch.nn.Module,
     return atomic_torch_save(state, path)
 
 
+def update_checkpoint(path: str | Path, **extra: Any) -> Path:
+    """Add (or replace) plain-data entries of the checkpoint ``path``, atomically."""
+    state = read_checkpoint(path)
+    state.update(extra)
+    _check_plain(state, "state")
+    return atomic_torch_save(state, path)
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder resolves to its ``best.pt`` (else ``last.pt``); a file is returned as is."""
     path = Path(path)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import data as _data  # noqa: F401  (registers the dataset readers)
 from ..config import RunConfig
@@ -11,6 +13,7 @@ from ..data.check import check_dataset
 from ..data.detect import detect_format
 from ..data.folder import split_names
 from ..data.open import open_dataset
+from ..data.regions import MIN_BAND, split_regions
 from .build import get_method
 from .errors import TrainingError
 
@@ -63,17 +66,47 @@ def check_n_classes(cfg: RunConfig, reader) -> None:
                             f"{k} (or 1 for class-agnostic instances)")
 
 
-def open_datasets(cfg: RunConfig, data: str | Path, val: str | Path | None):
-    """``(train, val)`` readers; without ``val`` a deterministic split of ``data`` is held out."""
+REGION_SPLIT_BELOW = 8
+"""``data.val_split: auto`` holds out regions of the images below this many images, whole images from it on."""
+
+
+@dataclass(frozen=True)
+class Datasets:
+    """The training and validation datasets of a run, and how validation was chosen (for the log)."""
+
+    train: Any
+    val: Any
+    how: str
+
+    def __iter__(self):  # ``train, val = open_datasets(...)``
+        return iter((self.train, self.val))
+
+
+def open_datasets(cfg: RunConfig, data: str | Path, val: str | Path | None) -> Datasets:
+    """The training and validation datasets; without ``val`` a deterministic part of ``data`` is held
+    out: a band of each image (``data.val_split: regions``, see :mod:`pixelgroup.data.regions`) or
+    whole images (``images``); ``auto`` takes regions below 8 images."""
     full = open_reader(cfg, data, split=cfg.data.split)
     if val is not None:
-        return full, open_reader(cfg, val, split="val" if cfg.data.split else None)
-    if len(full.names) < 2:
+        val_ds = open_reader(cfg, val, split="val" if cfg.data.split else None)
+        return Datasets(full, val_ds, f"validation: {len(val_ds)} image(s) of {val}")
+    mode = cfg.data.val_split
+    if mode == "auto":
+        mode = "regions" if len(full.names) < REGION_SPLIT_BELOW else "images"
+    if mode == "regions":
+        split = split_regions(full, cfg.data.val_fraction)
+        if split is not None:
+            return Datasets(split.train, split.val, split.describe())
+        if len(full.names) < 2:
+            raise TrainingError(
+                f"{data}: only {len(full.names)} image(s), too small to hold out a validation band of at least "
+                f"{MIN_BAND} px; pass --val DIR with validation images, or annotate a larger image")
+        log.info("the images are too small to hold out a band of each; holding out whole images instead")
+    elif len(full.names) < 2:
         raise TrainingError(
-            f"{data}: only {len(full.names)} image(s); need at least 2 to hold out a validation image, "
-            "or pass --val DIR"
-        )
+            f"{data}: only {len(full.names)} image(s); data.val_split: images needs at least 2 to hold out a "
+            "validation image: set data.val_split: regions (a band of the image), or pass --val DIR")
     train_names, val_names = split_names(full.names, cfg.data.val_fraction, cfg.train.seed)
-    log.info("held out %d of %d images for validation", len(val_names), len(full.names))
-    return (open_reader(cfg, data, names=train_names, split=cfg.data.split),
-            open_reader(cfg, data, names=val_names, split=cfg.data.split))
+    return Datasets(open_reader(cfg, data, names=train_names, split=cfg.data.split),
+                    open_reader(cfg, data, names=val_names, split=cfg.data.split),
+                    f"validation: {len(val_names)} of {len(full.names)} images held out")

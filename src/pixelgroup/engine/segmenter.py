@@ -86,16 +86,20 @@ class Segmenter:
         device: torch device for the network and the grouping.
         state: the method's inference state (e.g. SegSort's prototype bank), if any.
         object_diameter: median object diameter of the training data, pixels (for ``diameter=``).
+        calibration: grouping values calibrated after training (``Calibration.to_dict()``), used
+            unless ``cfg.grouping.params`` gives them; ``None``: the method's defaults.
     """
 
     def __init__(self, model: torch.nn.Module, cfg: RunConfig, *, device: str | torch.device = "cpu",
-                 state: dict | None = None, object_diameter: float | None = None) -> None:
+                 state: dict | None = None, object_diameter: float | None = None,
+                 calibration: dict | None = None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.cfg = cfg
         self.method = get_method(cfg)
         self.state = state or {}
-        self.grouper, self.grouper_params = grouper_spec(cfg)
+        self.calibration = calibration
+        self.grouper, self.grouper_params = grouper_spec(cfg, calibration)
         self.object_diameter = None if object_diameter is None else float(object_diameter)
 
     @classmethod
@@ -105,7 +109,7 @@ class Segmenter:
         model = build_model(cfg, in_channels=int(state.get("in_channels", 1)))
         load_weights(model, state["model"], path)
         return cls(model, cfg, device=device, state=state.get("method_state"),
-                   object_diameter=state.get("object_diameter"))
+                   object_diameter=state.get("object_diameter"), calibration=state.get("calibration"))
 
     @property
     def task(self) -> str:

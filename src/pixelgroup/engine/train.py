@@ -23,7 +23,8 @@ from ..config import RunConfig, config_from_dict, save_config
 from ..data.transforms import TrainingCrops
 from ..fileio import atomic_write_text
 from .build import build_loss, build_model, get_method, grouper_spec
-from .checkpoint import BEST, LAST, init_weights, load_weights, read_checkpoint, save_checkpoint
+from .calibrate import Calibration, calibrate, default_min_size, median_area
+from .checkpoint import BEST, LAST, init_weights, load_weights, read_checkpoint, save_checkpoint, update_checkpoint
 from .datasets import check_before_training, check_n_classes, open_datasets
 from .diameter import dataset_diameter
 from .distributed import Ranks
@@ -76,7 +77,11 @@ def _stop_requests():
 @dataclass
 class FitResult:
     """What :func:`fit` returns (``model``: the network as trained to the last step, in memory; on
-    every rank of a multi-process run, where the validation figures are rank 0's)."""
+    every rank of a multi-process run, where the validation figures are rank 0's).
+
+    ``validation``: how the held-out data was chosen; ``held_out``: the validation results of the
+    selected step; ``calibration``: the grouping values calibrated on the held-out data after
+    training (``Calibration.to_dict()``, ``None`` when nothing was calibrated)."""
 
     run_dir: Path
     steps: int
@@ -85,6 +90,23 @@ class FitResult:
     best_step: int
     history: list[dict[str, Any]]
     model: torch.nn.Module | None = None
+    validation: str = ""
+    held_out: dict[str, float] = dataclasses.field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+
+    def summary(self) -> str:
+        """One line: the held-out result of the selected model, as ``pixelgroup train`` ends."""
+        h = self.held_out
+        if "ap_dsb@0.50" in h:
+            cal = Calibration.from_dict(self.calibration) if self.calibration else None
+            ap50, ap75 = (cal.ap["ap_dsb@0.50"], cal.ap["ap_dsb@0.75"]) if cal else (h["ap_dsb@0.50"], h["ap_dsb@0.75"])
+            grouping = f"calibrated {cal.describe()}" if cal else "default grouping"
+            return (f"held-out: AP@0.5 {ap50:.3f}, AP@0.75 {ap75:.3f} on {int(h.get('n_gt', 0))} objects at step "
+                    f"{self.best_step} of {self.steps} ({self.seconds:.0f} s); {grouping}; model: {self.run_dir}")
+        if "miou" in h:
+            return (f"held-out: mIoU {h['miou']:.3f} at step {self.best_step} of {self.steps} ({self.seconds:.0f} s); "
+                    f"model: {self.run_dir}")
+        return f"trained {self.steps} steps in {self.seconds:.0f} s; model: {self.run_dir}"
 
 
 def lr_at(progress: float, peak: float, warmup: float = 0.05) -> float:
@@ -131,6 +153,7 @@ class _Trainer:
         self.method_state: dict | None = None
         self.data_root: str | None = None
         self.object_diameter = dataset_diameter(train_ds) if self.method.task == "instance" else None
+        self.median_area = median_area(train_ds) if self.method.task == "instance" else None
 
     # -- state -----------------------------------------------------------------------------------
     def save(self, name: str, *, full: bool) -> None:
@@ -159,10 +182,43 @@ class _Trainer:
         self.model.eval()
         if self.method.state is not None:
             self.method_state = fit_state(self.method, self.model, self.train_ds, self.device, cfg=self.cfg)
-        seg = Segmenter(self.model, self.cfg, device=self.device, state=self.method_state)
+        seg = Segmenter(self.model, self.cfg, device=self.device, state=self.method_state,
+                        calibration=self.start_grouping())
         results = evaluate_segmenter(seg, self.val_ds, n_classes=self.cfg.model.n_classes)
         self.model.train()
         return results
+
+    def start_grouping(self) -> dict[str, Any] | None:
+        """The grouping values before calibration that follow the training data (``min_size`` from the
+        training objects' median area), as a calibration dict; ``None`` when there are none."""
+        name = grouper_spec(self.cfg)[0]
+        size = default_min_size(self.median_area)
+        if size is None or "min_size" in self.cfg.grouping.params or name != self.method.grouper:
+            return None
+        return {"grouper": name, "params": {"min_size": size}}
+
+    def calibrate(self, writer) -> dict[str, Any] | None:
+        """Calibrate the grouping of ``best.pt`` on the validation data; store it in ``best.pt`` and
+        ``calibration.json``, log it, and return it (``None``: nothing to calibrate)."""
+        if self.method.task != "instance" or not (self.run_dir / BEST).is_file():
+            return None
+        seg = Segmenter.from_checkpoint(self.run_dir / BEST, device=self.device)
+        seg.grouper_params.update((self.start_grouping() or {}).get("params", {}))
+        t0 = time.monotonic()
+        cal = calibrate(seg, self.val_ds, user=self.cfg.grouping.params, area=self.median_area)
+        if cal is None:
+            return None
+        result = cal.to_dict()
+        update_checkpoint(self.run_dir / BEST, calibration=result)
+        atomic_write_text(self.run_dir / "calibration.json", json.dumps(result, indent=2) + "\n")
+        for k, v in cal.params.items():
+            if isinstance(v, (int, float)):
+                writer.add_scalar(f"calibrated/{k}", float(v), self.best_step)
+        for k, v in cal.ap.items():
+            writer.add_scalar(f"calibrated/{k}", v, self.best_step)
+        writer.add_text("calibrated", cal.describe(), self.best_step)
+        log.info("calibrated the grouping on the held-out data in %.1f s: %s", time.monotonic() - t0, cal.describe())
+        return result
 
 
 def _budget_progress(tr: _Trainer, t0: float) -> float:
@@ -269,7 +325,9 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     method = get_method(cfg)  # an unknown method or grouper name fails here, before any data is read
     grouper_spec(cfg)
     check_before_training(cfg, data)
-    train_ds, val_ds = open_datasets(cfg, data, val)
+    datasets = open_datasets(cfg, data, val)
+    train_ds, val_ds = datasets
+    log.info("%s", datasets.how)
     n_data = getattr(train_ds, "n_classes", None)
     if method.task == "semantic" and n_data and cfg.model.n_classes == 1:
         log.info("model.n_classes set to %d (background + classes) from %s", n_data, data)
@@ -290,8 +348,12 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
                  tr.ranks.world_size, cfg.data.batch_size, cfg.data.crop_size,
                  cfg.data.batch_size * tr.ranks.world_size)
     with _stop_requests() as stop:
-        _train_loop(tr, progress=progress, stop=stop)
-    return FitResult(run_dir, tr.step, tr.elapsed, tr.best, tr.best_step, tr.history, tr.model)
+        calibration = _train_loop(tr, progress=progress, stop=stop)
+    held_out = next((h for h in tr.history if h.get("step") == tr.best_step), {})
+    result = FitResult(run_dir, tr.step, tr.elapsed, tr.best, tr.best_step, tr.history, tr.model,
+                       validation=datasets.how, held_out={k: v for k, v in held_out.items() if k not in ("step",)},
+                       calibration=calibration)
+    return result
 
 
 def _record(tr: _Trainer, writer, results: dict[str, Any]) -> None:
@@ -306,20 +368,25 @@ def _record(tr: _Trainer, writer, results: dict[str, Any]) -> None:
     if np.isfinite(score) and score > tr.best:
         tr.best, tr.best_step = score, tr.step
         tr.save(BEST, full=False)
-    log.info("step %d: val %s = %.4f (best %.4f at step %d)", tr.step, metric, score, tr.best, tr.best_step)
+    if "ap_dsb@0.50" in scalars:
+        log.info("step %d: val AP@0.5 %.3f, AP@0.75 %.3f, mean AP %.3f on %d objects (best mean AP %.3f at step %d)",
+                 tr.step, scalars["ap_dsb@0.50"], scalars["ap_dsb@0.75"], score, int(scalars.get("n_gt", 0)),
+                 tr.best, tr.best_step)
+    else:
+        log.info("step %d: val %s = %.4f (best %.4f at step %d)", tr.step, metric, score, tr.best, tr.best_step)
     tr.save(LAST, full=True)
 
 
-def _train_loop(tr: _Trainer, *, progress: bool, stop: list[int] | None = None) -> None:
-    """Train to the budget; when ``stop`` holds a signal number, save ``last.pt`` after the current
-    step and raise :class:`TrainingInterrupted`."""
+def _train_loop(tr: _Trainer, *, progress: bool, stop: list[int] | None = None) -> dict[str, Any] | None:
+    """Train to the budget, then calibrate the grouping of the best model (returned, see
+    :meth:`_Trainer.calibrate`); when ``stop`` holds a signal number, save ``last.pt`` after the
+    current step and raise :class:`TrainingInterrupted`."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
     cfg, main = tr.cfg.train, tr.ranks.main
     writer = SummaryWriter(log_dir=str(tr.run_dir / "tensorboard")) if main else _NoWriter()
-    bar = tqdm(total=cfg.steps, initial=tr.step, disable=not progress or not main, desc=f"train {tr.cfg.method}",
-               dynamic_ncols=True)
+    bar = _Progress(tqdm, tr, enabled=progress and main)
     t0 = time.monotonic()
     tr.model.train()
     last_val = tr.step
@@ -350,8 +417,7 @@ def _train_loop(tr: _Trainer, *, progress: bool, stop: list[int] | None = None) 
             for k, v in terms.items():
                 writer.add_scalar(f"loss/{k}", float(v.detach()), tr.step)
             writer.add_scalar("lr", lr, tr.step)
-            bar.update(1)
-            bar.set_postfix({k: f"{float(v.detach()):.3f}" for k, v in terms.items()}, refresh=False)
+            bar.update(tr, t0, {k: f"{float(v.detach()):.3f}" for k, v in terms.items()})
             log.debug("step %d done", tr.step)
             if tr.step - last_val >= cfg.val_every:
                 tr.elapsed += time.monotonic() - t0
@@ -361,9 +427,42 @@ def _train_loop(tr: _Trainer, *, progress: bool, stop: list[int] | None = None) 
         tr.elapsed += time.monotonic() - t0
         if tr.step != last_val or not (tr.run_dir / BEST).is_file():
             _validate_on_main(tr, writer)
+        bar.close()
+        calibration = tr.calibrate(writer) if main else None
+        tr.ranks.barrier()
+        return calibration
     finally:
         bar.close()
         writer.close()
+
+
+class _Progress:
+    """The training progress bar: steps out of ``train.steps``, or, for a run bounded by
+    ``train.minutes``, the share of the budget used (time or steps, whichever is further), with the
+    step count and the loss terms after it."""
+
+    def __init__(self, tqdm, tr: _Trainer, *, enabled: bool) -> None:
+        cfg = tr.cfg.train
+        self.by_budget = cfg.minutes is not None
+        desc = f"train {tr.cfg.method}"
+        if self.by_budget:
+            fmt = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
+            desc += f" ({cfg.minutes:g} min or {cfg.steps} steps)"
+            self.bar = tqdm(total=1000, disable=not enabled, desc=desc, bar_format=fmt, dynamic_ncols=True)
+        else:
+            self.bar = tqdm(total=cfg.steps, initial=tr.step, disable=not enabled, desc=desc, dynamic_ncols=True)
+
+    def update(self, tr: _Trainer, t0: float, terms: dict[str, str]) -> None:
+        if self.by_budget:
+            done = min(1000, int(1000 * _budget_progress(tr, t0)))
+            self.bar.update(max(0, done - self.bar.n))
+            self.bar.set_postfix({"step": tr.step, **terms}, refresh=False)
+        else:
+            self.bar.update(1)
+            self.bar.set_postfix(terms, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _validate_on_main(tr: _Trainer, writer) -> None:

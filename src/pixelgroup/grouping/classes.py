@@ -15,6 +15,8 @@ and 0 for every instance of a class-agnostic one.
 
 from __future__ import annotations
 
+import inspect
+
 from typing import Any
 
 import numpy as np
@@ -88,3 +90,7 @@ def seeded_class_grouping(output: ModelOutput, **params: Any) -> Instances:
     if output.seed is not None and output.seed.shape[0] > 1:
         instances.classes = instances.classes + 1
     return instances
+
+
+# the same settings as seeded_grouping, visible to help() and to the callers that read signatures
+seeded_class_grouping.__signature__ = inspect.signature(seeded_grouping)

@@ -43,7 +43,7 @@ class Method:
     Attributes:
         name: registry name (``--method``).
         task: ``"instance"`` (groupers return :class:`~pixelgroup.types.Instances`, selected by
-            AP_dsb@0.5) or ``"semantic"`` (groupers return ``(H, W)`` class maps, selected by mIoU).
+            the mean AP_dsb over IoU 0.5:0.95) or ``"semantic"`` (groupers return ``(H, W)`` class maps, selected by mIoU).
         heads: ``cfg -> {head name: channels}`` of the network (validates the model settings).
         loss: :data:`~pixelgroup.losses.base.LOSSES` key; built by :meth:`build_loss` from ``cfg.loss``
             checked against the loss's signature.
@@ -61,6 +61,9 @@ class Method:
             validation), ``state(samples, **params) -> dict`` where ``samples`` yields ``(name,
             output (C, H, W), classes (H, W))``; the grouper then receives it as ``state=``.
         explain: optional ``explain(output, state, k=...)`` listing why each segment got its class.
+        calibrate: ``((grouping setting, candidates), ...)`` tuned on the held-out images after
+            training (:mod:`pixelgroup.engine.calibrate`; ``min_size`` is added from the training
+            objects' size wherever the grouper takes it).
     """
 
     name: str
@@ -75,11 +78,12 @@ class Method:
     init_heads: HeadInit | None = None
     state: Callable[..., dict[str, Any]] | None = None
     explain: Callable[..., list] | None = None
+    calibrate: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     @property
     def select_metric(self) -> str:
         """The validation score that selects ``best.pt`` (higher is better)."""
-        return "miou" if self.task == "semantic" else "ap_dsb@0.50"
+        return "miou" if self.task == "semantic" else "ap_dsb"
 
     def head_channels(self, cfg: RunConfig) -> dict[str, int]:
         """Named heads of the network and their channels, e.g. ``{"offset": 2, "sigma": 1, "seed": 1}``."""

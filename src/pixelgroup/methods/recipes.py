@@ -61,6 +61,10 @@ def init_spatial_heads(heads: Mapping[str, nn.Conv2d], settings: Mapping[str, An
                 conv.bias.fill_(value)
 
 
+SEED_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+FG_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+"""Candidates of the grouping thresholds calibrated after training (``engine.calibrate``)."""
+
 SPATIAL = register_method(Method(
     name="spatial",
     task="instance",
@@ -71,6 +75,7 @@ SPATIAL = register_method(Method(
     loss_args=lambda cfg: {"n_classes": cfg.model.n_classes},
     grouper_args=lambda s: {"coord_scale": float(s["coord_scale"])},
     init_heads=init_spatial_heads,
+    calibrate=(("seed_threshold", SEED_THRESHOLDS), ("fg_threshold", FG_THRESHOLDS)),
 ))
 
 # -- recurrent pixel embedding on the hypersphere (Kong & Fowlkes, CVPR 2018) --------------------
@@ -109,6 +114,7 @@ HYPERSPHERE = register_method(Method(
     grouper_args=lambda s: {"bandwidth": grouping_bandwidth(float(s["margin"])), "kernel": "vmf",
                             "normalize": True},
     class_head=True,
+    calibrate=(("fg_threshold", FG_THRESHOLDS),),
 ))
 
 # -- discriminative loss (De Brabandere, Neven & Van Gool 2017) ----------------------------------
@@ -134,6 +140,7 @@ DISCRIMINATIVE = register_method(Method(
     grouper="meanshift",
     grouper_args=discriminative_grouping_args,
     class_head=True,
+    calibrate=(("fg_threshold", FG_THRESHOLDS),),
     # Semi-convolutional embedding by default: with the pure embedding (model.embedding_coords: 0, the
     # paper's setting) crowded images of look-alike nuclei need thousands of steps before every pair of
     # the ~40 instances of a crop is 2 delta_d apart; adding 0.1 x the pixel coordinates makes
