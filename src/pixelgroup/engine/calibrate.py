@@ -146,7 +146,8 @@ def calibrate(seg: Segmenter, dataset, *, user: Mapping[str, Any] | None = None,
     if not grid:
         return None
     signature = inspect.signature(GROUPERS.get(seg.grouper)).parameters
-    start = {k: signature[k].default for k in grid if k in signature and signature[k].default is not inspect.Parameter.empty}
+    empty = inspect.Parameter.empty
+    start = {k: signature[k].default for k in grid if k in signature and signature[k].default is not empty}
     start.update(seg.grouper_params)
     if "min_size" in grid:
         start["min_size"] = default_min_size(area)

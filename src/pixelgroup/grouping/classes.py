@@ -16,7 +16,6 @@ and 0 for every instance of a class-agnostic one.
 from __future__ import annotations
 
 import inspect
-
 from typing import Any
 
 import numpy as np

@@ -43,7 +43,8 @@ class Method:
     Attributes:
         name: registry name (``--method``).
         task: ``"instance"`` (groupers return :class:`~pixelgroup.types.Instances`, selected by
-            the mean AP_dsb over IoU 0.5:0.95) or ``"semantic"`` (groupers return ``(H, W)`` class maps, selected by mIoU).
+            the mean AP_dsb over IoU 0.5:0.95) or ``"semantic"`` (groupers return ``(H, W)`` class
+            maps, selected by mIoU).
         heads: ``cfg -> {head name: channels}`` of the network (validates the model settings).
         loss: :data:`~pixelgroup.losses.base.LOSSES` key; built by :meth:`build_loss` from ``cfg.loss``
             checked against the loss's signature.
