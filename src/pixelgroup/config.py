@@ -102,6 +102,9 @@ class TrainConfig:
         val_every: steps between validations (best checkpoint = best validation AP).
         seed: random seed for sampling, augmentation and initialisation.
         num_workers: data-loader worker processes.
+        ema: validate, select and save an exponential moving average of the weights (Polyak
+            averaging; the decay warms up as ``min(ema, (1 + n) / (10 + n))`` after ``n`` steps, so
+            short runs average over their last tenth); 0 = the raw weights.
         init: a run folder or checkpoint whose weights start this run: every module whose tensors
             all match by name and shape is copied (the backbone of a model trained on another task
             or dataset; heads of other sizes stay fresh). ``--resume`` takes precedence.
@@ -114,6 +117,7 @@ class TrainConfig:
     val_every: int = 200
     seed: int = 0
     num_workers: int = 0
+    ema: float = 0.999
     init: str | None = None
 
 
@@ -224,6 +228,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.val_every": (lambda v: v >= 1, ">= 1"),
     "train.seed": (lambda v: v >= 0, ">= 0"),
     "train.num_workers": (lambda v: v >= 0, ">= 0"),
+    "train.ema": (lambda v: 0 <= v < 1, "in [0, 1) (0 = no averaging)"),
 }
 _EXAMPLES = {"train.minutes": 30, "model.embedding_coords": 0.1, "data.split": "train", "model.context": "renet",
              "train.init": "runs/previous", "grouping.name": "seeded"}

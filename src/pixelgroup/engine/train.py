@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Sampler
 
 from ..config import RunConfig, config_from_dict, save_config
@@ -148,6 +149,7 @@ class _Trainer:
         if self.ranks.distributed:
             self.net = DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        self.ema = ema_model(self.model, cfg.train.ema) if cfg.train.ema > 0 else None
         self.step, self.elapsed, self.best, self.best_step = 0, 0.0, -1.0, 0
         self.history: list[dict[str, Any]] = []
         self.method_state: dict | None = None
@@ -156,6 +158,11 @@ class _Trainer:
         self.median_area = median_area(train_ds) if self.method.task == "instance" else None
 
     # -- state -----------------------------------------------------------------------------------
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The network validated and saved: the weights' moving average, or the raw weights."""
+        return self.model if self.ema is None else self.ema.module
+
     def save(self, name: str, *, full: bool) -> None:
         extra: dict[str, Any] = {"in_channels": self.in_channels, "step": self.step,
                                  "method_state": self.method_state, "data_root": self.data_root,
@@ -163,14 +170,20 @@ class _Trainer:
         if full:
             extra.update(optimizer=self.opt.state_dict(), elapsed=self.elapsed, best=self.best,
                          best_step=self.best_step, history=self.history)
-        save_checkpoint(self.run_dir / name, cfg=self.cfg, model=self.model, **extra)
+            if self.ema is not None:  # "model" holds the average; resuming needs the raw weights too
+                extra.update(train_model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                             ema_count=int(self.ema.n_averaged))
+        save_checkpoint(self.run_dir / name, cfg=self.cfg, model=self.eval_model, **extra)
 
     def resume(self, path: Path, state: dict | None = None) -> None:
         state = read_checkpoint(path, map_location=self.device) if state is None else state
         if "optimizer" not in state:
             raise TrainingError(f"{path} holds weights only (no optimizer state), so it cannot be resumed; "
                                 "start a new run from it with --init instead")
-        load_weights(self.model, state["model"], path)
+        load_weights(self.model, state.get("train_model", state["model"]), path)
+        if self.ema is not None:
+            load_weights(self.ema.module, state["model"], path)
+            self.ema.n_averaged.fill_(int(state.get("ema_count", self.step)))
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.best, self.best_step = float(state["best"]), int(state["best_step"])
@@ -180,9 +193,10 @@ class _Trainer:
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> dict[str, Any]:
         self.model.eval()
+        model = self.eval_model
         if self.method.state is not None:
-            self.method_state = fit_state(self.method, self.model, self.train_ds, self.device, cfg=self.cfg)
-        seg = Segmenter(self.model, self.cfg, device=self.device, state=self.method_state,
+            self.method_state = fit_state(self.method, model, self.train_ds, self.device, cfg=self.cfg)
+        seg = Segmenter(model, self.cfg, device=self.device, state=self.method_state,
                         calibration=self.start_grouping())
         results = evaluate_segmenter(seg, self.val_ds, n_classes=self.cfg.model.n_classes)
         self.model.train()
@@ -227,6 +241,17 @@ def _budget_progress(tr: _Trainer, t0: float) -> float:
     if cfg.minutes:
         p = max(p, (tr.elapsed + time.monotonic() - t0) / (60.0 * cfg.minutes))
     return p
+
+
+def ema_model(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of ``model``'s weights and buffers; after ``n`` updates the
+    decay is ``min(decay, (1 + n) / (10 + n))``, so early weights are forgotten in short runs."""
+
+    def average(avg: torch.Tensor, new: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return avg * d + new * (1.0 - d)
+
+    return AveragedModel(model, avg_fn=average, use_buffers=True)
 
 
 class _CropStream(Sampler[int]):
@@ -350,7 +375,7 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     with _stop_requests() as stop:
         calibration = _train_loop(tr, progress=progress, stop=stop)
     held_out = next((h for h in tr.history if h.get("step") == tr.best_step), {})
-    result = FitResult(run_dir, tr.step, tr.elapsed, tr.best, tr.best_step, tr.history, tr.model,
+    result = FitResult(run_dir, tr.step, tr.elapsed, tr.best, tr.best_step, tr.history, tr.eval_model,
                        validation=datasets.how, held_out={k: v for k, v in held_out.items() if k not in ("step",)},
                        calibration=calibration)
     return result
@@ -397,6 +422,8 @@ def _train_loop(tr: _Trainer, *, progress: bool, stop: list[int] | None = None) 
             if stopping:
                 tr.elapsed += time.monotonic() - t0
                 tr.ranks.sync_buffers(tr.model)
+                if tr.ema is not None:
+                    tr.ranks.sync_buffers(tr.ema)
                 if main:
                     tr.save(LAST, full=True)
                 tr.ranks.barrier()
@@ -413,6 +440,8 @@ def _train_loop(tr: _Trainer, *, progress: bool, stop: list[int] | None = None) 
             terms["total"].backward()
             torch.nn.utils.clip_grad_norm_(tr.model.parameters(), 10.0)
             tr.opt.step()
+            if tr.ema is not None:
+                tr.ema.update_parameters(tr.model)
             tr.step += 1
             for k, v in terms.items():
                 writer.add_scalar(f"loss/{k}", float(v.detach()), tr.step)
@@ -469,6 +498,8 @@ def _validate_on_main(tr: _Trainer, writer) -> None:
     """Rank 0 validates, selects and saves; the other ranks wait for it (and take rank 0's
     normalisation statistics, so every rank holds the model that was validated)."""
     tr.ranks.sync_buffers(tr.model)
+    if tr.ema is not None:
+        tr.ranks.sync_buffers(tr.ema)
     if tr.ranks.main:
         _record(tr, writer, tr.validate())
     tr.ranks.barrier()
