@@ -66,6 +66,27 @@ def test_widget_segments_and_regroups_without_network(viewer, qtbot, image, monk
     assert viewer.layers["cells labels"].data.max() == 0 and len(calls) == n
 
 
+def test_widget_starts_from_the_models_calibrated_values(viewer, qtbot, tmp_path):
+    import shutil
+
+    from pixelgroup.engine.checkpoint import update_checkpoint
+    from pixelgroup.engine.zoo import resolve_model
+    from pixelgroup.napari._widget import SegmentWidget
+
+    path = tmp_path / "calibrated.pt"
+    shutil.copyfile(resolve_model("nuclei"), path)
+    calibration = {"grouper": "seeded_classes", "params": {"seed_threshold": 0.7, "fg_threshold": 0.4, "min_size": 20},
+                   "score": 0.7, "default_score": 0.6, "ap": {}, "n_objects": 30}
+    cfg = load_model("nuclei").cfg.replace(**{"grouping.params": {}})  # none given by the user
+    update_checkpoint(path, config=cfg.to_dict(), calibration=calibration)
+    widget = SegmentWidget(viewer)
+    qtbot.addWidget(widget.native)
+    widget.model_path.value = str(path)
+    seg = widget.segmenter()
+    assert (widget.seed_threshold.value, widget.fg_threshold.value, widget.min_size.value) == (0.7, 0.4, 20)
+    assert widget.grouping_params(seg) == calibration["params"]
+
+
 def test_widget_diameter_rescales(viewer, qtbot, image):
     from pixelgroup.napari._widget import SegmentWidget
 

@@ -90,7 +90,19 @@ class SegmentWidget(Container):
         key = self.model_key()
         if key not in self._segmenters:
             self._segmenters[key] = load_model(key)
+            self.show_settings(self._segmenters[key])
         return self._segmenters[key]
+
+    def show_settings(self, seg: Segmenter) -> None:
+        """Set the threshold widgets to the model's own grouping values (those calibrated after
+        training, when it has them), without re-grouping."""
+        if seg.cfg.method != "spatial":
+            return
+        for name, widget in (("seed_threshold", self.seed_threshold), ("fg_threshold", self.fg_threshold),
+                             ("min_size", self.min_size)):
+            if name in seg.grouper_params:
+                with widget.changed.blocked():
+                    widget.value = seg.grouper_params[name]
 
     def grouping_params(self, seg: Segmenter) -> dict[str, Any]:
         """The widget's settings (seeded grouping of the ``spatial`` method; other methods keep their
