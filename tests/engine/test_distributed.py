@@ -70,7 +70,7 @@ def test_cli_under_torchrun_logs_on_rank_0_only(data, tmp_path):
     done = _torchrun("-m", "pixelgroup", "train", "--data", str(data), "--out", str(run), "--steps", "2",
                      "--crop-size", "32", "--batch-size", "2", "--no-progress")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("trained 2 steps") == 1
+    assert done.stdout.count("held-out: AP@0.5") == 1 and "at step 2 of 2" in done.stdout
     assert (run / "best.pt").is_file() and (run / "config.yaml").is_file()
     assert len(list((run / "tensorboard").iterdir())) == 1  # one event file: rank 0's
 
