@@ -58,9 +58,10 @@ def test_same_outputs_as_the_trained_network(variant, pointwise, monkeypatch):
         torch.testing.assert_close(got[name], t, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_bfloat16_copy_is_close():
-    net = _trained_net()
-    x = torch.randn(1, 1, 32, 32)
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={v[k]}" for k in v) or "default")
+def test_bfloat16_copy_is_close(variant):
+    net = _trained_net(**variant)
+    x = torch.randn(1, net.in_channels, 32, 32)
     with torch.no_grad():
         want, got = net(x), dict(fuse_for_inference(net, dtype=torch.bfloat16)(x).items())
     for name, t in want.items():
@@ -130,4 +131,6 @@ def test_same_input_checks_as_the_trained_network():
 def test_other_networks_are_returned_as_they_are():
     other = nn.Conv2d(1, 1, 1)
     assert fuse_for_inference(other) is other
+    double = _trained_net().double()
+    assert fuse_for_inference(double) is double
     assert isinstance(fuse_for_inference(_trained_net()), FusedNet)

@@ -173,8 +173,11 @@ class FusedNet(nn.Module):
 
 
 def fuse_for_inference(model: nn.Module, *, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """A fused inference copy (:class:`FusedNet`) of a U-Net :class:`PixelEmbeddingNet`, on the
-    model's device, in eval mode; any other network is returned as it is (nothing to fuse)."""
+    """A fused inference copy (:class:`FusedNet`) of a float32 U-Net :class:`PixelEmbeddingNet`, on
+    the model's device, in eval mode, computing in ``dtype`` (float32 or bfloat16); any other
+    network is returned as it is (nothing to fuse)."""
     if not isinstance(model, PixelEmbeddingNet) or not isinstance(model.backbone, UNet):
+        return model
+    if any(p.dtype != torch.float32 for p in model.parameters()):
         return model
     return FusedNet(model, dtype=dtype).eval()
