@@ -19,7 +19,7 @@ Then it checks that the new labels equal the old ones (or else that every object
 IoU >= 0.99), and that the new grouping gives the old labels on the same outputs. ``--bf16`` adds
 the ``inference="bf16"`` network (bfloat16; AMX CPUs) with its agreement with the old labels.
 
-    PYTHONPATH=src python benchmarks/predict_speed.py [--threads 2] [--repeats 15] [--bf16]
+    PYTHONPATH=src python benchmarks/predict_speed.py [--threads 2] [--repeats 15] [--bf16] [--clock cpu]
 """
 
 from __future__ import annotations
@@ -108,20 +108,23 @@ def old_seeded(output: ModelOutput, *, coord_scale: float, fg_threshold: float =
 
 
 # -- timing ----------------------------------------------------------------------------------------
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (CPU seconds of this process, all threads)
+
+
 def timed(fn: Callable[[], object], into: list[float]) -> object:
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     out = fn()
-    into.append(time.perf_counter() - t0)
+    into.append(CLOCK() - t0)
     return out
 
 
 def run_old(seg: Segmenter, image: np.ndarray, times: dict[str, list[float]]) -> np.ndarray:
     seg.inference = "plain"
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     x = timed(lambda: old_prepare(seg, image), times["normalise"])
     out = timed(lambda: seg.outputs(x, normalized=True), times["network"])
     labels = timed(lambda: old_seeded(out, **seg.grouper_params), times["grouping"]).labels
-    times["total"].append(time.perf_counter() - t0)
+    times["total"].append(CLOCK() - t0)
     return labels
 
 
@@ -148,7 +151,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--bf16", action="store_true", help="also time the bfloat16 network")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: CPU time of the process, steadier than wall time on a shared machine with "
+                         "--threads 1 (with more threads it also counts the threads' waiting)")
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     image = fetch_image()[0]
     seg = pixelgroup.load_model(args.model)
@@ -163,7 +171,7 @@ def main() -> None:
             labels[name] = run_old(seg, image, sink) if name == "old" else run_new(seg, image, sink, inference)
 
     print(f"image {image.shape} {image.dtype}, model {args.model!r}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), median of {args.repeats} runs (ms, wall clock)")
+          f"{args.threads} thread(s), median of {args.repeats} runs (ms, {args.clock} clock)")
     print(f"{'phase':<10}" + "".join(f"{p:>9}" for p in paths) + "".join(f"{p + '/old':>11}" for p in paths
                                                                          if p != "old"))
     for ph in PHASES:

@@ -134,3 +134,8 @@ def test_other_networks_are_returned_as_they_are():
     double = _trained_net().double()
     assert fuse_for_inference(double) is double
     assert isinstance(fuse_for_inference(_trained_net()), FusedNet)
+
+
+def test_max_pool_of_sub_grids_equals_max_pool2d():
+    x = torch.randn(2, 3, 8, 12).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fused._max_pool2(x), nn.functional.max_pool2d(x, 2))

@@ -104,6 +104,13 @@ def _pack(weight: Tensor) -> Tensor:
     return weight.contiguous(memory_format=torch.channels_last)
 
 
+def _max_pool2(x: Tensor) -> Tensor:
+    """``F.max_pool2d(x, 2)`` for even H, W ``(B, C, H, W) -> (B, C, H/2, W/2)``, as the maximum of
+    the four strided sub-grids: the same values, ~2x faster on channels-last CPU tensors."""
+    return torch.maximum(torch.maximum(x[..., ::2, ::2], x[..., ::2, 1::2]),
+                         torch.maximum(x[..., 1::2, ::2], x[..., 1::2, 1::2]))
+
+
 class FusedUNet(nn.Module):
     """Inference copy of a :class:`~pixelgroup.models.unet.UNet` (same forward, same outputs).
 
@@ -126,7 +133,7 @@ class FusedUNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         skips = [self.stem(x.to(self.dtype))]
         for block in self.down:
-            skips.append(block(F.max_pool2d(skips[-1], 2)))
+            skips.append(block(_max_pool2(skips[-1])))
         bottom = skips.pop()
         y = self.context(bottom.float()).to(self.dtype) if self.dtype != torch.float32 else self.context(bottom)
         for up, fuse in zip(self.up, self.fuse):
