@@ -42,9 +42,11 @@ VARIANTS = [
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={v[k]}" for k in v) or "default")
-@pytest.mark.parametrize("pointwise", [True, False], ids=["onednn", "conv2d"])
-def test_same_outputs_as_the_trained_network(variant, pointwise, monkeypatch):
-    if not pointwise:  # the path of GPUs and of builds without oneDNN
+@pytest.mark.parametrize("kernels", ["onednn", "onednn-out-of-place", "conv2d"])
+def test_same_outputs_as_the_trained_network(variant, kernels, monkeypatch):
+    if kernels != "onednn":  # without the in-place sum kernel, and the path of GPUs / builds without oneDNN
+        monkeypatch.setattr(fused, "_POINTWISE_INTO", None)
+    if kernels == "conv2d":
         monkeypatch.setattr(fused, "_POINTWISE", None)
     net = _trained_net(**variant)
     x = torch.randn(2, net.in_channels, 24, 40)

@@ -32,6 +32,8 @@ from .unet import UNet
 
 _POINTWISE = getattr(torch.ops.mkldnn, "_convolution_pointwise", None) if torch.backends.mkldnn.is_available() else None
 """oneDNN convolution with a fused element-wise epilogue (the kernel ``torch.compile`` uses on CPU)."""
+_POINTWISE_INTO = getattr(torch.ops.mkldnn, "_convolution_pointwise_", None) if _POINTWISE is not None else None
+"""The same, adding the convolution into an existing tensor (one full-size allocation less)."""
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
@@ -55,17 +57,20 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]
     return weight.to(dtype), bias.to(dtype)
 
 
-def _conv(x: Tensor, weight: Tensor, bias: Tensor, *, relu: bool, add: Tensor | None = None) -> Tensor:
-    """``relu?(conv2d(x, weight, bias, padding=k // 2) + add?)`` for ``x (B, I, H, W)``: ``(B, O, H, W)``."""
+def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, *, relu: bool, add: Tensor | None = None) -> Tensor:
+    """``relu?(conv2d(x, weight, bias, padding=k // 2) + add?)`` for ``x (B, I, H, W)``: ``(B, O, H, W)``.
+
+    ``add`` (same shape as the result) is overwritten: the result may be written into it."""
     pad = weight.shape[-1] // 2
     if _POINTWISE is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16):
         args = ([pad, pad], [1, 1], [1, 1], 1)
         if add is None:
             return _POINTWISE(x, weight, bias, *args, "relu" if relu else "none", [], "")
+        if _POINTWISE_INTO is not None:
+            y = _POINTWISE_INTO.binary(add, x, weight, bias, *args, "add", 1.0, None, [], None)
+            return y.relu_() if relu else y
         return _POINTWISE.binary(x, add, weight, bias, *args, "add", None, "relu" if relu else "none", [], "")
-    y = F.conv2d(x, weight, bias, padding=pad)
-    if add is not None:
-        y = y.add_(add)
+    y = add.add_(F.conv2d(x, weight, bias, padding=pad)) if add is not None else F.conv2d(x, weight, bias, padding=pad)
     return y.relu_() if relu else y
 
 
@@ -95,7 +100,7 @@ class FusedBlock(nn.Module):
         if self.split is None:
             y = _conv(x, self.w1, self.b1, relu=True)
         else:  # conv(cat([x, skip])) = conv_a(x) + conv_b(skip); the bias once
-            y = _conv(x, self.w1a, self.b1, relu=True, add=_conv(skip, self.w1b, None, relu=False))
+            y = _conv(x, self.w1a, None, relu=True, add=_conv(skip, self.w1b, self.b1, relu=False))
         return _conv(y, self.w2, self.b2, relu=True)
 
 
