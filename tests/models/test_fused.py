@@ -141,3 +141,12 @@ def test_other_networks_are_returned_as_they_are():
 def test_max_pool_of_sub_grids_equals_max_pool2d():
     x = torch.randn(2, 3, 8, 12).contiguous(memory_format=torch.channels_last)
     assert torch.equal(fused._max_pool2(x), nn.functional.max_pool2d(x, 2))
+
+
+def test_blocks_of_another_layout_are_refused():
+    strided = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, stride=2), nn.BatchNorm2d(2), nn.ReLU(),
+                            nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU())
+    with pytest.raises(ValueError, match="expected \\(Conv2d 'same', BatchNorm2d, ReLU\\) x 2"):
+        fused.FusedBlock(strided)
+    with pytest.raises(ValueError, match="expected"):
+        fused.FusedBlock(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU()))

@@ -84,6 +84,7 @@ class FusedBlock(nn.Module):
 
     def __init__(self, block: nn.Sequential, *, split: int | None = None, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
+        _check_block(block)
         w1, b1 = (t.to(dtype) for t in fold_batchnorm(block[0], block[1]))
         w2, b2 = (t.to(dtype) for t in fold_batchnorm(block[3], block[4]))
         self.split = split
@@ -102,6 +103,21 @@ class FusedBlock(nn.Module):
         else:  # conv(cat([x, skip])) = conv_a(x) + conv_b(skip); the bias once
             y = _conv(x, self.w1a, None, relu=True, add=_conv(skip, self.w1b, self.b1, relu=False))
         return _conv(y, self.w2, self.b2, relu=True)
+
+
+def _check_block(block: nn.Sequential) -> None:
+    """Raise ``ValueError`` unless ``block`` is ``(Conv2d, BatchNorm2d, ReLU) x 2`` with the convolutions
+    :func:`_conv` computes: square odd kernel, stride 1, zero 'same' padding, no dilation, no groups."""
+    kinds = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU) * 2
+    layout = len(block) == len(kinds) and all(type(m) is k for m, k in zip(block, kinds))
+    if not (layout and _same_conv(block[0]) and _same_conv(block[3])):
+        raise ValueError(f"FusedBlock: expected (Conv2d 'same', BatchNorm2d, ReLU) x 2, got {block}")
+
+
+def _same_conv(conv: nn.Conv2d) -> bool:
+    k = conv.kernel_size[0]
+    return (conv.kernel_size == (k, k) and k % 2 == 1 and conv.stride == (1, 1) and conv.padding == (k // 2, k // 2)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
 
 
 def _pack(weight: Tensor) -> Tensor:
