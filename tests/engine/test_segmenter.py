@@ -68,3 +68,69 @@ def test_semantic_segmenter_passes_grouping_params_to_the_grouper(monkeypatch):
     seg.grouper = "recorder"
     assert seg.segment(np.zeros((16, 16), np.float32)).shape == (16, 16)
     assert seen == {"k": 5}
+
+
+def _trained_segmenter(**kw):
+    """A segmenter whose network's BatchNorm statistics are not the initial (0, 1)."""
+    seg = _segmenter()
+    seg.model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            seg.model(torch.randn(2, 1, 32, 32) * 3 + 1)
+    seg.model.eval()
+    for key, value in kw.items():
+        setattr(seg, key, value)
+    return seg
+
+
+def _heads(out):
+    return dict(out.items())
+
+
+def test_auto_inference_takes_bf16_only_where_the_cpu_has_it():
+    from pixelgroup.engine.segmenter import native_bf16_cpu, resolve_inference
+
+    assert _trained_segmenter().inference == "auto"
+    assert resolve_inference("auto", torch.device("cpu")) == ("bf16" if native_bf16_cpu() else "fused")
+    assert resolve_inference("auto", torch.device("cuda")) == "fused"
+    assert resolve_inference("plain", torch.device("cpu")) == "plain"
+
+
+def test_fused_inference_gives_the_plain_outputs():
+    seg = _trained_segmenter()
+    seg.inference = "fused"
+    image = np.random.default_rng(1).random((37, 50)).astype(np.float32)
+    assert seg.network is not seg.model
+    fast = _heads(seg.outputs(image))
+    seg.inference = "plain"
+    assert seg.network is seg.model
+    plain = _heads(seg.outputs(image))
+    for name, t in plain.items():
+        torch.testing.assert_close(fast[name], t, rtol=1e-4, atol=1e-5, msg=name)
+    with pytest.raises(ValueError, match=r"inference must be one of \['auto', 'plain', 'fused', 'bf16'\]"):
+        seg.inference = "fast"
+
+
+def test_fused_copy_follows_weight_changes_and_training_mode():
+    seg = _trained_segmenter()
+    seg.inference = "fused"
+    image = np.random.default_rng(2).random((32, 32)).astype(np.float32)
+    first = seg.network
+    assert seg.network is first  # cached while the weights stay
+    with torch.no_grad():
+        seg.model.heads["seed"].out.bias.add_(1.0)  # in place, as an optimiser step does
+    assert seg.network is not first
+    fast = seg.outputs(image).seed
+    seg.inference = "plain"
+    torch.testing.assert_close(fast, seg.outputs(image).seed, rtol=1e-4, atol=1e-5)
+    seg.inference = "fused"
+    seg.model.train()
+    assert seg.network is seg.model  # batch statistics in training mode: never the eval-mode copy
+
+
+def test_segmenting_leaves_the_checkpoint_weights_as_they_are():
+    seg = _trained_segmenter()
+    before = {k: v.clone() for k, v in seg.model.state_dict().items()}
+    seg.segment(np.random.default_rng(3).random((40, 40)).astype(np.float32))
+    after = seg.model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from pixelgroup.grouping.base import GROUPERS
-from pixelgroup.grouping.seeded import _prepare, seeded_grouping
-from pixelgroup.ops.coords import DEFAULT_COORD_SCALE, coordinate_grid, raw_sigma_for_radius
+from pixelgroup.grouping.seeded import seeded_grouping
+from pixelgroup.ops.coords import (
+    DEFAULT_COORD_SCALE,
+    coordinate_grid,
+    raw_sigma_for_radius,
+    sigma_precision,
+    spatial_embedding,
+)
 from pixelgroup.types import ModelOutput
 
 
@@ -88,8 +94,11 @@ def test_noisy_oracle_and_registry():
 
 
 def brute_force(out, *, min_size, min_unclustered=0.5, fg_threshold=0.5, seed_threshold=0.9):
-    """The algorithm with every proposal computed over all foreground pixels (one class)."""
-    emb, prec, prob = _prepare(out, DEFAULT_COORD_SCALE)
+    """The algorithm with every proposal computed over all foreground pixels (one class), the
+    activations computed on the whole image."""
+    emb = spatial_embedding(out.offset.double(), scale=DEFAULT_COORD_SCALE).reshape(2, -1).numpy()
+    prec = sigma_precision(out.sigma.double()).reshape(out.sigma.shape[0], -1).expand(2, -1).numpy()
+    prob = torch.sigmoid(out.seed.float()).numpy()
     fg = np.flatnonzero(prob[0].reshape(-1) > fg_threshold)
     e, p, s = emb[:, fg], prec[:, fg], prob[0].reshape(-1)[fg]
     unclustered, unlabelled = np.ones(fg.size, bool), np.ones(fg.size, bool)
@@ -121,6 +130,32 @@ def test_matches_brute_force_on_random_outputs(n_sigma):
     expected = brute_force(out, min_size=3)
     assert expected.max() > 5
     assert np.array_equal(seeded_grouping(out, min_size=3).labels, expected)
+
+
+def test_matches_brute_force_with_tied_seeds():
+    # Seeds rounded to 0.25 logits: many equal scores, taken in increasing pixel order (a stable sort).
+    gen = torch.Generator().manual_seed(7)
+    h, w = 48, 40
+    out = ModelOutput(
+        offset=torch.randn(2, h, w, generator=gen) * 0.02,
+        sigma=torch.rand(1, h, w, generator=gen) * 0.3 + 0.6,
+        seed=(torch.randn(1, h, w, generator=gen) * 3 / 0.25).round() * 0.25,
+    )
+    expected = brute_force(out, min_size=2)
+    assert expected.max() > 5
+    assert np.array_equal(seeded_grouping(out, min_size=2).labels, expected)
+
+
+def test_finite_outputs_whose_sum_overflows_are_accepted_and_nan_is_not():
+    # float32 sums beyond 3.4e38 are inf although every value is finite: not an error.
+    h, w = 8, 8
+    big = torch.full((1, h, w), 3e38)
+    out = ModelOutput(offset=torch.zeros(2, h, w), sigma=big, seed=torch.full((1, h, w), -5.0))
+    assert seeded_grouping(out).count == 0
+    bad = torch.zeros(2, h, w)
+    bad[1, 3, 4] = float("nan")
+    with pytest.raises(ValueError, match="offset contains NaN"):
+        seeded_grouping(ModelOutput(offset=bad, sigma=torch.zeros(1, h, w), seed=torch.zeros(1, h, w)))
 
 
 def test_empty_seed_map_gives_no_instances():

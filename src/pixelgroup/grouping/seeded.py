@@ -16,13 +16,16 @@ import math
 import numpy as np
 import torch
 
-from ..ops.coords import DEFAULT_COORD_SCALE, check_coord_scale, sigma_precision, spatial_embedding
+from ..ops.coords import DEFAULT_COORD_SCALE, check_coord_scale, sigma_precision
 from ..types import Instances, ModelOutput, as_numpy
 from .base import GROUPERS
 
 _LN2 = math.log(2.0)
 _CELL_PX = 4.0
 """Row height, in pixels, of the embedding index that bounds each proposal's search."""
+_SKIP_BLOCK = 64
+"""Candidates first looked at per numpy call when skipping the already clustered ones (doubles
+while a whole block is clustered)."""
 
 
 @GROUPERS.register("seeded")
@@ -52,23 +55,30 @@ def seeded_grouping(
         :class:`Instances` with labels 1..N in decreasing score order, scores in [0, 1], classes =
         seed channel.
     """
-    emb, precision, seed = _prepare(output, coord_scale)
+    fg, emb, precision, prob = _prepare(output, coord_scale, fg_threshold)
     _check_params(fg_threshold, seed_threshold, min_size, min_unclustered, max_instances)
-    h, w = seed.shape[1:]
+    h, w = output.seed.shape[1:]
     found: list[tuple[float, int, np.ndarray]] = []  # (score, class, flat pixel indices)
     cell = _CELL_PX * coord_scale
-    for c in range(seed.shape[0]):
+    for c in range(prob.shape[0]):
         for score, pixels in _group_channel(
-            emb, precision, seed[c], cell=cell, fg_threshold=fg_threshold, seed_threshold=seed_threshold,
+            emb, precision, prob[c], fg, cell=cell, fg_threshold=fg_threshold, seed_threshold=seed_threshold,
             min_size=min_size, min_unclustered=min_unclustered, max_instances=max_instances,
         ):
             found.append((score, c, pixels))
     return _paint(found, (h, w), min_size=min_size, max_instances=max_instances)
 
 
-def _prepare(output: ModelOutput, coord_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Activated maps as numpy: float64 embedding ``(2, H*W)`` and precision ``(2, H*W)``, float32
-    seed probability ``(K, H, W)``."""
+def _prepare(
+    output: ModelOutput, coord_scale: float, fg_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The activated maps at the pixels that are foreground in any seed channel, as numpy.
+
+    Returns ``fg (P,)`` their flat indices (ascending), the float64 embedding ``(2, P)`` and
+    precision ``(2, P)`` there, and the float32 seed probability ``(K, P)``. Only these pixels can
+    join an instance, and the float64 activations (elementwise) are the same values as on the
+    whole image.
+    """
     offset, sigma, seed = output.offset, output.sigma, output.seed
     if offset is None or sigma is None or seed is None:
         raise ValueError("seeded_grouping: output needs offset, sigma and seed heads (method 'spatial')")
@@ -82,15 +92,25 @@ def _prepare(output: ModelOutput, coord_scale: float) -> tuple[np.ndarray, np.nd
         raise ValueError(f"seeded_grouping: sigma must be (1 or 2, {h}, {w}), got {tuple(sigma.shape)}")
     if seed.dim() != 3 or seed.shape[0] < 1 or seed.shape[1:] != (h, w):
         raise ValueError(f"seeded_grouping: seed must be (K, {h}, {w}), got {tuple(seed.shape)}")
-    check_coord_scale(coord_scale)
+    scale = check_coord_scale(coord_scale)
     for name, t in (("offset", offset), ("sigma", sigma), ("seed", seed)):
-        if not bool(torch.isfinite(t).all()):
+        if not _all_finite(t):
             raise ValueError(f"seeded_grouping: {name} contains NaN or inf (did training diverge?)")
     with torch.no_grad():
-        emb = spatial_embedding(offset.double(), scale=coord_scale).reshape(2, -1)
-        precision = sigma_precision(sigma.double()).reshape(sigma.shape[0], -1).expand(2, -1)
-        prob = torch.sigmoid(seed.float())
-    return as_numpy(emb), as_numpy(precision), as_numpy(prob)
+        prob = torch.sigmoid(seed.float()).reshape(seed.shape[0], -1)  # (K, H*W)
+        fg = torch.nonzero((prob > fg_threshold).any(dim=0)).squeeze(1)  # (P,) ascending flat indices
+        rows = torch.div(fg, w, rounding_mode="floor")
+        # coords + tanh(offset) as spatial_embedding computes it: (index * scale) in float64
+        grid = torch.stack([rows.double() * scale, (fg - rows * w).double() * scale])  # (2, P) (y, x)
+        emb = grid + torch.tanh(offset.reshape(2, -1)[:, fg].double())
+        precision = sigma_precision(sigma.reshape(sigma.shape[0], -1)[:, fg].double()).expand(2, -1)
+        prob = prob[:, fg]
+    return as_numpy(fg), as_numpy(emb), as_numpy(precision), as_numpy(prob)
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """``torch.isfinite(t).all()``, first tried on the sum (finite sum: all finite) to skip a pass."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def _check_params(
@@ -117,6 +137,7 @@ def _group_channel(
     emb: np.ndarray,
     precision: np.ndarray,
     seed: np.ndarray,
+    pixels: np.ndarray,
     *,
     cell: float,
     fg_threshold: float,
@@ -125,21 +146,29 @@ def _group_channel(
     min_unclustered: float,
     max_instances: int | None,
 ) -> list[tuple[float, np.ndarray]]:
-    """Accepted ``(score, flat pixel indices)`` of one seed channel ``seed (H, W)``, best first."""
-    fg = np.flatnonzero(seed.reshape(-1) > fg_threshold)  # (P,) flat indices of foreground pixels
+    """Accepted ``(score, flat pixel indices)`` of one seed channel, best first: ``seed (P,)``
+    probabilities, ``emb``/``precision (2, P)`` and flat indices ``pixels (P,)`` of P pixels."""
+    fg = np.flatnonzero(seed > fg_threshold)  # (P_c,) this channel's foreground, positions in pixels
     if fg.size == 0:
         return []
-    s = seed.reshape(-1)[fg]
-    e, p = emb[:, fg], precision[:, fg]  # (2, P) each
+    if fg.size == seed.size:  # one channel: every pixel given is foreground, no copies
+        s, e, p = seed, emb, precision
+    else:
+        s, e, p = seed[fg], emb[:, fg], precision[:, fg]  # (P_c,), (2, P_c) each
     index = _EmbeddingIndex(e, cell)
-    candidates = np.flatnonzero(s > seed_threshold)
-    candidates = candidates[np.argsort(-s[candidates], kind="stable")]
+    candidates = _by_decreasing_seed(s, np.flatnonzero(s > seed_threshold))
     unclustered = np.ones(fg.size, dtype=bool)
     unlabelled = np.ones(fg.size, dtype=bool)
     accepted: list[tuple[float, np.ndarray]] = []
-    for j in candidates:
-        if not unclustered[j]:
+    i, step = 0, _SKIP_BLOCK
+    while i < candidates.size:
+        block = unclustered[candidates[i:i + step]]  # skip clustered candidates a block at a time
+        if not block.any():
+            i, step = i + step, 2 * step
             continue
+        i, step = i + int(block.argmax()), _SKIP_BLOCK
+        j = candidates[i]
+        i += 1
         if max_instances is not None and len(accepted) >= max_instances:
             break
         proposal = _proposal(e, p, j, index)
@@ -148,8 +177,19 @@ def _group_channel(
         unclustered[proposal] = False
         if share >= min_unclustered and fresh.size >= min_size:
             unlabelled[fresh] = False
-            accepted.append((float(s[j]), fg[fresh]))
+            accepted.append((float(s[j]), pixels[fg[fresh]]))
     return accepted
+
+
+def _by_decreasing_seed(s: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """``candidates`` ordered by decreasing ``s[candidates]`` (``s > 0``), ties in increasing order.
+
+    That is ``candidates[np.argsort(-s[candidates], kind="stable")]``, sorted as unique uint64
+    keys ``(~bits(s), position)`` (the bits of positive floats order as the floats do), ~10x faster.
+    """
+    bits = s[candidates].astype(np.float32).view(np.uint32)
+    keys = (~bits).astype(np.uint64) << np.uint64(32) | np.arange(candidates.size, dtype=np.uint64)
+    return candidates[(np.sort(keys) & np.uint64(0xFFFFFFFF)).astype(np.intp)]
 
 
 class _EmbeddingIndex:
@@ -163,7 +203,7 @@ class _EmbeddingIndex:
         rows = np.floor(e[0] / cell)
         self.row0, self.n_rows = float(rows.min()), int(rows.max() - rows.min()) + 1
         keys = (rows - self.row0) * self.width + (e[1] - self.x0)  # (P,) row-major sort key
-        self.order = np.argsort(keys, kind="stable")
+        self.order = np.argsort(keys)  # a box query returns a set: the order of ties does not matter
         self.keys = keys[self.order]
 
     def box(self, cy: float, cx: float, ry: float, rx: float) -> np.ndarray:

@@ -12,6 +12,18 @@ from ..types import ModelOutput
 from .base import BACKBONES, CONTEXTS
 
 
+def check_image(image: Tensor, *, in_channels: int, multiple: int) -> None:
+    """Raise ``ValueError`` unless ``image`` is ``(B, in_channels, H, W)`` with H, W multiples of ``multiple``."""
+    if image.dim() != 4 or image.shape[1] != in_channels:
+        raise ValueError(f"PixelEmbeddingNet: expected (B, {in_channels}, H, W) input, got {tuple(image.shape)}")
+    h, w = image.shape[-2:]
+    if h % multiple or w % multiple:
+        raise ValueError(
+            f"PixelEmbeddingNet: height and width must be multiples of {multiple}, got {h}x{w}; "
+            "pad the image (pixelgroup.data.transforms.pad_to_multiple)"
+        )
+
+
 class Head(nn.Module):
     """A 1x1 conv on the shared decoder features: ``(B, C_in, H, W) -> (B, C_out, H, W)`` (raw).
 
@@ -72,16 +84,8 @@ class PixelEmbeddingNet(nn.Module):
         self.to(memory_format=torch.channels_last)  # 25% faster convolutions on CPU (oneDNN), fine on CUDA
 
     def forward(self, image: Tensor) -> ModelOutput:
-        if image.dim() != 4 or image.shape[1] != self.in_channels:
-            raise ValueError(
-                f"PixelEmbeddingNet: expected (B, {self.in_channels}, H, W) input, got {tuple(image.shape)}"
-            )
+        check_image(image, in_channels=self.in_channels, multiple=self.multiple)
         h, w = image.shape[-2:]
-        if h % self.multiple or w % self.multiple:
-            raise ValueError(
-                f"PixelEmbeddingNet: height and width must be multiples of {self.multiple}, got {h}x{w}; "
-                "pad the image (pixelgroup.data.transforms.pad_to_multiple)"
-            )
         feats = self.backbone(image.contiguous(memory_format=torch.channels_last))
         out = {name: head(feats) for name, head in self.heads.items()}
         if self.embedding_coords and "embedding" in out:
