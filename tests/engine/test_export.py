@@ -38,7 +38,7 @@ def test_torchscript_pipeline_equals_segment(name, tmp_path):
         paths.append(str(tmp_path / f"image{i}.npy"))
         np.save(paths[-1], image)
     subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(out), *paths], check=True, timeout=300)
-    seg = load_model(name)
+    seg = load_model(name, inference="fused")  # float32, as the exported network
     found = 0
     for path in paths:
         expected = seg.segment(np.load(path))
@@ -53,7 +53,7 @@ def test_onnx_outputs_equal_torch(tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
 
     out = export_model("nuclei", tmp_path / "net.onnx", format="onnx")
-    seg = load_model("nuclei")
+    seg = load_model("nuclei", inference="fused")  # float32, as the exported network
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == head_names(seg) == ["offset", "sigma", "seed"]
     for h, w in ((64, 96), (136, 48)):

@@ -60,11 +60,15 @@ def _write_files(seg: Segmenter, work: Path, card: str) -> dict:
     raw = _test_image(seg.model.in_channels)
     x = np.ascontiguousarray(raw.transpose(2, 0, 1)[None])  # (1, C, H, W)
     np.save(work / "test_input.npy", x)
-    outputs = seg.outputs(raw)  # normalised like scale_range, then the network; every head (C, H, W)
+    how, seg.inference = seg.inference, "plain"  # the float32 network the package's weights are
+    try:
+        outputs = seg.outputs(raw)  # normalised like scale_range, then the network; every head (C, H, W)
+        labels = seg.segment(raw)
+    finally:
+        seg.inference = how
     for name, t in outputs.items():
         np.save(work / f"test_output_{name}.npy", t.detach().cpu().numpy()[None].astype(np.float32))
         files[name] = t.shape[0]
-    labels = seg.segment(raw)
     prepared = seg.prepare(raw)
     left = np.clip(prepared, 0, 1)
     left = np.repeat(left[..., :1], 3, axis=-1) if left.shape[-1] != 3 else left
