@@ -63,9 +63,11 @@ def spatial_embedding_loss(
             of the instance's predicted embeddings (Neven ``to_center=False``).
         w_instance, w_var, w_seed: term weights (authors: 1, 10, 1).
         foreground_weight: weight of instance pixels in the seed term (authors: 10).
-        lovasz_tol: pixels whose hinge error is below this are left out of the Lovász sort (a
-            ``topk`` instead of a full sort: several times faster on CPU; each instance's loss is
-            at most ``lovasz_tol`` below the exact value). 0 = exact.
+        lovasz_tol: the pixels whose hinge error for an instance is at most this (background
+            pixels with ``phi < tol / 2``, its own pixels with ``phi > 1 - tol / 2``) are left out
+            of that instance's Lovász sort, which then covers only its neighbourhood in embedding
+            space: several times faster; each instance's loss is at most ``lovasz_tol`` below the
+            exact value. 0 = exact.
 
     Returns:
         ``{"instance", "var", "seed", "total"}`` scalar tensors.
