@@ -149,3 +149,24 @@ def test_cuda_matches_cpu():
             assert gpu[key].item() == pytest.approx(cpu[key].item(), rel=1e-4, abs=1e-6), (center, key)
         for a, b in zip(gpu_grads, cpu_grads):
             assert torch.allclose(a.cpu(), b, rtol=1e-3, atol=1e-3 * b.abs().max().item()), center
+
+
+def test_medoids_identical_to_reference():
+    # Bit for bit, ties included: rectangles (many equally central pixels) and random pixel sets.
+    from pixelgroup.losses.spatial import _medoids
+
+    from .spatial_reference import _medoids as reference_medoids
+
+    gen = torch.Generator().manual_seed(1)
+    for trial in range(40):
+        n = int(torch.randint(1, 30, (1,), generator=gen))
+        if trial % 2:
+            sides = [(k % 9 + 1, (k + trial) % 7 + 1) for k in range(n)]
+            pix = torch.cat([torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1)
+                             .reshape(-1, 2) + 10 * k for k, (h, w) in enumerate(sides)])
+            counts = torch.tensor([h * w for h, w in sides])
+        else:
+            counts = torch.randint(1, 500, (n,), generator=gen)
+            pix = torch.randint(0, 64, (int(counts.sum()), 2), generator=gen)
+        owner = torch.repeat_interleave(torch.arange(n), counts)
+        assert torch.equal(_medoids(pix, owner, counts), reference_medoids(pix, owner, counts)), trial
