@@ -104,16 +104,17 @@ def lovasz_hinge_segments(
     seg, gt = segments.index_select(0, order), target.index_select(0, order)  # (M,)
     counts = torch.bincount(segments, minlength=n_segments)  # (N,)
     pos_counts = torch.zeros_like(counts).index_add_(0, segments, target)  # (N,)
-    before = torch.cumsum(counts, 0) - counts  # (N,) first sorted position of each segment
-    rank = torch.arange(seg.numel(), device=seg.device) - before.index_select(0, seg)  # (M,) place in segment
-    hits = torch.cumsum(gt, 0) - (torch.cumsum(pos_counts, 0) - pos_counts).index_select(0, seg)  # positives so far
-    gts = (pos_counts if positives is None else positives.to(torch.int64)).index_select(0, seg)
-    # exact integers, as in lovasz_grad: intersection and union of the first rank + 1 entries
-    intersection = (gts - hits).to(logits.dtype)
-    union = (gts + rank + 1 - hits).to(logits.dtype)  # >= 1
-    jaccard = 1.0 - intersection / union
-    previous = torch.cat([jaccard.new_zeros(1), jaccard[:-1]]).masked_fill(rank == 0, 0.0)
-    terms = F.relu(errors.index_select(0, order)) * (jaccard - previous)
+    gts = pos_counts if positives is None else positives.to(torch.int64)
+    before = torch.cumsum(counts, 0) - counts  # (N,) sorted position of each segment's first entry
+    # exact integers, as in lovasz_grad, over the first r + 1 entries of a segment (r = 0, 1, ...):
+    # intersection = its positives not yet passed, union = intersection + r + 1
+    intersection = (gts + torch.cumsum(pos_counts, 0) - pos_counts).index_select(0, seg) - torch.cumsum(gt, 0)
+    union = intersection + torch.arange(1, seg.numel() + 1, device=seg.device) - before.index_select(0, seg)
+    jaccard = 1.0 - intersection.to(logits.dtype) / union.to(logits.dtype)
+    grad = torch.diff(jaccard, prepend=jaccard.new_zeros(1))
+    starts = before[counts > 0]
+    grad.index_copy_(0, starts, jaccard.index_select(0, starts))  # a segment's first increment
+    terms = F.relu(errors.index_select(0, order)) * grad
     return logits.new_zeros(n_segments).index_add(0, seg, terms)
 
 
@@ -124,6 +125,6 @@ def _segment_order(errors: Tensor, segments: Tensor) -> Tensor:
         # image (IEEE bits, negative values mirrored), reversed, in the low 32 bits
         bits = errors.view(torch.int32)
         ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)  # increasing in errors
-        return torch.sort(segments * (1 << 32) + ((1 << 31) - 1 - ordered)).indices
+        return torch.sort(segments * (1 << 32) + ((1 << 31) - 1 - ordered), stable=True).indices
     order = torch.sort(errors, descending=True).indices
     return order.index_select(0, torch.sort(segments.index_select(0, order), stable=True).indices)
