@@ -272,44 +272,50 @@ def _memberships(
     Returns:
         ``(N,)`` losses and ``(F,)`` detached ``phi_owner(i)`` of the instance pixels.
     """
-    def phi(pix: Tensor, k: Tensor) -> Tensor:  # (M,) memberships of pixels pix to instances k
+    def dist2(pix: Tensor, k: Tensor) -> Tensor:  # (M,) exponents d2 of pixels pix to instances k
         diff = e.index_select(1, pix) - centres.index_select(1, k)  # (2, M)
-        return torch.exp(-(diff.square() * precision.index_select(1, k)).sum(dim=0))
+        return (diff.square() * precision.index_select(1, k)).sum(dim=0)
 
     with torch.no_grad():
-        own_phi = phi(inst.fg, inst.owner)
-        ks, pix = _pairs_above(e, labels, precision, centres, inst, tol)
+        own_d2 = dist2(inst.fg, inst.owner)
+        ks, pix = _pairs_above(e, labels, precision, centres, inst, own_d2, tol)
     member = labels.reshape(-1).index_select(0, pix) == inst.label.index_select(0, ks)
     n = centres.shape[1]
-    losses = lovasz_hinge_segments(2.0 * phi(pix, ks) - 1.0, member, ks, n_segments=n, positives=inst.counts)
-    return losses, own_phi
+    logits = 2.0 * torch.exp(-dist2(pix, ks)) - 1.0
+    losses = lovasz_hinge_segments(logits, member, ks, n_segments=n, positives=inst.counts)
+    return losses, torch.exp(-own_d2)
 
 
 def _pairs_above(
-    e: Tensor, labels: Tensor, precision: Tensor, centres: Tensor, inst: _Instances, tol: float
+    e: Tensor, labels: Tensor, precision: Tensor, centres: Tensor, inst: _Instances, own_d2: Tensor, tol: float
 ) -> tuple[Tensor, Tensor]:
-    """``(instances, pixels)``, both ``(M,)``, grouped by instance: the pairs of an instance and a valid
-    pixel of its image whose hinge error exceeds ``tol``, i.e. ``2 phi > tol`` (background to the
-    instance) or ``2 - 2 phi > tol`` (its own pixels), tested as thresholds on the exponent of
-    ``phi = exp(-d2)``. Without gradient, image by image, in chunks of instances."""
+    """``(instances, pixels)``, both ``(M,)``: the pairs of an instance and a valid pixel of its image
+    whose hinge error exceeds ``tol``: its own pixels with ``2 - 2 phi > tol`` (from their exponents
+    ``own_d2 (F,)``) and the other pixels with ``2 phi > tol``, found without gradient as ``d2 < far``
+    on each image's (instances, pixels) exponents, one matrix product per chunk of instances
+    (expanded squares: a float32 rounding of ~1e-5 in d2, so only pairs with an error within
+    ~1e-5 tol of tol may land on the other side)."""
     far = -math.log(tol / 2) if tol > 0 else math.inf  # background pairs: kept when d2 < far
     near = -math.log1p(-tol / 2) if tol < 2 else math.inf  # own pixels: kept when d2 > near
+    own = (own_d2 > near).nonzero().squeeze(1)
+    found_k, found_p = [inst.owner.index_select(0, own)], [inst.fg.index_select(0, own)]
     hw = labels[0].numel()
     flat = labels.reshape(-1)
-    found_k, found_p = [flat.new_zeros(0)], [flat.new_zeros(0)]
     n0 = 0
     for b, n_b in enumerate(torch.bincount(inst.image, minlength=labels.shape[0]).tolist()):
         valid = (flat[b * hw : (b + 1) * hw] >= 0).nonzero().squeeze(1) + b * hw  # (P,)
-        e_b, lab_b = e.index_select(1, valid), flat.index_select(0, valid)
+        ey, ex = e.index_select(1, valid)
+        powers = torch.stack([ey * ey, ey, ex * ex, ex, torch.ones_like(ey)])  # (5, P)
         chunk = max(1, _CHUNK_ELEMENTS // (4 * max(1, valid.numel())))
         for a in range(n0, n0 + n_b, chunk):
             z = min(n0 + n_b, a + chunk)
-            c, p = centres[:, a:z, None], precision[:, a:z, None]
-            d2 = (e_b[0] - c[0]).square_().mul_(p[0]).add_((e_b[1] - c[1]).square_().mul_(p[-1]))  # (c, P)
-            own = lab_b == inst.label[a:z, None]
-            k, j = torch.where(own, d2 > near, d2 < far).nonzero(as_tuple=True)
-            found_k.append(k + a)
-            found_p.append(valid.index_select(0, j))
+            (cy, cx), py, px = centres[:, a:z], precision[0, a:z], precision[-1, a:z]
+            coef = torch.stack([py, -2 * py * cy, px, -2 * px * cx, py * cy * cy + px * cx * cx], dim=1)  # (c, 5)
+            k, j = (coef @ powers < far).nonzero(as_tuple=True)  # (c, P) -> pairs
+            k, p = k + a, valid.index_select(0, j)
+            other = (flat.index_select(0, p) != inst.label.index_select(0, k)).nonzero().squeeze(1)
+            found_k.append(k.index_select(0, other))
+            found_p.append(p.index_select(0, other))
         n0 += n_b
     return torch.cat(found_k), torch.cat(found_p)
 
