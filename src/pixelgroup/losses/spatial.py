@@ -292,9 +292,10 @@ def _pairs_above(
     """``(instances, pixels)``, both ``(M,)``: the pairs of an instance and a valid pixel of its image
     whose hinge error exceeds ``tol``: its own pixels with ``2 - 2 phi > tol`` (from their exponents
     ``own_d2 (F,)``) and the other pixels with ``2 phi > tol``, found without gradient as ``d2 < far``
-    on each image's (instances, pixels) exponents, one matrix product per chunk of instances
-    (expanded squares: a float32 rounding of ~1e-5 in d2, so only pairs with an error within
-    ~1e-5 tol of tol may land on the other side)."""
+    on each image's (instances, pixels) exponents, one matrix product per chunk of instances.
+    Expanded squares round d2 by about ``eps * precision * |e|^2``, so a pair whose error is within
+    a fraction of a percent of ``tol`` may fall on the other side of it; such pairs add at most
+    about ``tol`` to a loss either way."""
     far = -math.log(tol / 2) if tol > 0 else math.inf  # background pairs: kept when d2 < far
     near = -math.log1p(-tol / 2) if tol < 2 else math.inf  # own pixels: kept when d2 > near
     own = (own_d2 > near).nonzero().squeeze(1)
