@@ -111,7 +111,7 @@ def bf16_agreement(model: torch.nn.Module, loss: Callable, batch: dict[str, torc
         terms = loss(out, batch)
         terms["total"].backward()
         grad = torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
-        results.append(({k: float(v) for k, v in terms.items()}, grad))
+        results.append(({k: float(v.detach()) for k, v in terms.items()}, grad))
     (t32, g32), (t16, g16) = results
     model.zero_grad(set_to_none=True)
     rel = {k: abs(t16[k] - t32[k]) / max(abs(t32[k]), 1e-12) for k in t32}
