@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pixelgroup.losses.lovasz import lovasz_grad, lovasz_hinge
+from pixelgroup.losses.lovasz import lovasz_grad, lovasz_hinge, lovasz_hinge_segments
 
 
 def test_hand_derived_two_pixels():
@@ -78,3 +78,60 @@ def test_bad_input():
         lovasz_hinge(torch.zeros(3), torch.zeros(4))
     with pytest.raises(ValueError, match=r"\(P,\) or \(N, P\)"):
         lovasz_hinge(torch.zeros(1, 2, 3), torch.zeros(1, 2, 3))
+
+
+def ragged(dtype, seed=3):
+    """Rows of 5 x 13 logits (errors of both signs), flattened, shuffled, with segment ids; two empty
+    segments (5 and 6)."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = 2 * torch.randn(5, 13, generator=gen, dtype=dtype)
+    labels = torch.rand(5, 13, generator=gen) < 0.4
+    segments = torch.arange(5)[:, None].expand(5, 13).reshape(-1)
+    perm = torch.randperm(65, generator=gen)
+    return logits, labels, logits.reshape(-1)[perm], labels.reshape(-1)[perm], segments[perm]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # one int64 sort / two sorts
+def test_segments_match_rows(dtype):
+    logits, labels, flat, flat_labels, segments = ragged(dtype)
+    rows = lovasz_hinge(logits, labels)
+    seg = lovasz_hinge_segments(flat, flat_labels, segments, n_segments=7)
+    assert seg.shape == (7,) and seg[5:].tolist() == [0.0, 0.0]
+    assert torch.allclose(seg[:5], rows, rtol=1e-6 if dtype == torch.float32 else 1e-12)
+
+
+def test_segments_hand_derived():
+    # Segment 0 is the two-pixel example of test_hand_derived_two_pixels (1.2); segment 1 holds one
+    # negative with logit -2: error 1 - 2 = -1 -> relu -> 0.
+    loss = lovasz_hinge_segments(torch.tensor([0.6, -2.0, 0.2]), torch.tensor([0, 0, 1]), torch.tensor([0, 1, 0]),
+                                 n_segments=2)
+    assert loss.tolist() == pytest.approx([1.2, 0.0])
+
+
+def test_segments_with_left_out_small_errors():
+    # Keeping only the entries with error > tol (and giving each segment's positives) is the exact
+    # loss less at most tol.
+    logits, labels, flat, flat_labels, segments = ragged(torch.float64, seed=4)
+    errors = 1 - flat * (2 * flat_labels.double() - 1)
+    tol = 0.5
+    keep = errors > tol
+    positives = torch.bincount(segments[flat_labels], minlength=7)
+    part = lovasz_hinge_segments(flat[keep], flat_labels[keep], segments[keep], n_segments=7, positives=positives)
+    exact = lovasz_hinge(logits, labels)
+    assert ((exact - part[:5]) <= tol + 1e-12).all() and ((exact - part[:5]) >= 0).all()
+    assert (exact - part[:5]).max() > 0  # something was left out
+
+
+def test_segments_gradcheck_and_empty():
+    _, _, flat, flat_labels, segments = ragged(torch.float64, seed=5)
+    x = flat.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: lovasz_hinge_segments(v, flat_labels, segments, n_segments=6), (x,))
+    empty = torch.zeros(0, requires_grad=True)
+    out = lovasz_hinge_segments(empty, torch.zeros(0), torch.zeros(0, dtype=torch.long), n_segments=3)
+    out.sum().backward()
+    assert out.tolist() == [0.0, 0.0, 0.0] and empty.grad.shape == (0,)
+
+
+def test_segments_bad_input():
+    with pytest.raises(ValueError, match=r"must be \(M,\) alike"):
+        lovasz_hinge_segments(torch.zeros(3), torch.zeros(3), torch.zeros(2, dtype=torch.long), n_segments=1)

@@ -69,3 +69,62 @@ def lovasz_hinge(logits: Tensor, labels: Tensor, *, tol: float = 0.0) -> Tensor:
         errors_sorted, perm = torch.sort(errors, dim=-1, descending=True)
         grad = lovasz_grad(target.gather(-1, perm))
     return (F.relu(errors_sorted) * grad).sum(dim=-1)
+
+
+def lovasz_hinge_segments(
+    logits: Tensor, labels: Tensor, segments: Tensor, *, n_segments: int, positives: Tensor | None = None
+) -> Tensor:
+    """Lovász hinge of a ragged batch: one loss per segment, with one sort for all of them.
+
+    Segment ``k`` holds the entries ``i`` with ``segments[i] == k``; its loss is that of
+    :func:`lovasz_hinge` on those entries. The entries may come in any order.
+
+    Args:
+        logits: ``(M,)`` real scores (positive = foreground).
+        labels: ``(M,)`` binary ground truth (bool or {0, 1}).
+        segments: ``(M,)`` int64 segment of each entry, in ``[0, n_segments)``.
+        n_segments: N, the number of segments (segments without entries get 0).
+        positives: ``(N,)`` number of positives of each segment's full set. Give it when a segment
+            holds only its largest hinge errors (the left-out entries' errors being no larger than
+            any kept one's, e.g. all ``<= tol``): its loss is then the exact loss less the
+            left-out entries' terms, each at most their error, together at most the largest
+            left-out error. Defaults to counting ``labels``.
+
+    Returns:
+        ``(N,)`` losses.
+    """
+    if not logits.shape == labels.shape == segments.shape or logits.dim() != 1:
+        raise ValueError(
+            f"lovasz_hinge_segments: logits {tuple(logits.shape)}, labels {tuple(labels.shape)} and segments "
+            f"{tuple(segments.shape)} must be (M,) alike"
+        )
+    target = labels.to(torch.int64)
+    errors = 1.0 - logits * (2.0 * target.to(logits.dtype) - 1.0)
+    order = _segment_order(errors.detach(), segments)
+    seg, gt = segments.index_select(0, order), target.index_select(0, order)  # (M,)
+    counts = torch.bincount(segments, minlength=n_segments)  # (N,)
+    pos_counts = torch.zeros_like(counts).index_add_(0, segments, target)  # (N,)
+    gts = pos_counts if positives is None else positives.to(torch.int64)
+    before = torch.cumsum(counts, 0) - counts  # (N,) sorted position of each segment's first entry
+    # exact integers, as in lovasz_grad, over the first r + 1 entries of a segment (r = 0, 1, ...):
+    # intersection = its positives not yet passed, union = intersection + r + 1
+    intersection = (gts + torch.cumsum(pos_counts, 0) - pos_counts).index_select(0, seg) - torch.cumsum(gt, 0)
+    union = intersection + torch.arange(1, seg.numel() + 1, device=seg.device) - before.index_select(0, seg)
+    jaccard = 1.0 - intersection.to(logits.dtype) / union.to(logits.dtype)
+    grad = torch.diff(jaccard, prepend=jaccard.new_zeros(1))
+    starts = before[counts > 0]
+    grad.index_copy_(0, starts, jaccard.index_select(0, starts))  # a segment's first increment
+    terms = F.relu(errors.index_select(0, order)) * grad
+    return logits.new_zeros(n_segments).index_add(0, seg, terms)
+
+
+def _segment_order(errors: Tensor, segments: Tensor) -> Tensor:
+    """``(M,)`` permutation sorting by increasing segment, then decreasing error."""
+    if errors.dtype == torch.float32 and errors.numel():
+        # one int64 sort: the segment in the high 32 bits, the error's order-preserving integer
+        # image (IEEE bits, negative values mirrored), reversed, in the low 32 bits
+        bits = errors.view(torch.int32)
+        ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)  # increasing in errors
+        return torch.sort(segments * (1 << 32) + ((1 << 31) - 1 - ordered), stable=True).indices
+    order = torch.sort(errors, descending=True).indices
+    return order.index_select(0, torch.sort(segments.index_select(0, order), stable=True).indices)

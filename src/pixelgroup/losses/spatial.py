@@ -16,7 +16,8 @@ Each term is averaged over the images of the batch; ``total = w_instance * insta
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import math
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 from ..ops.coords import DEFAULT_COORD_SCALE, check_coord_scale, sigma_precision, spatial_embedding
 from ..types import ModelOutput
 from .base import LOSSES
-from .lovasz import lovasz_hinge
+from .lovasz import lovasz_hinge_segments
 
 Center = Literal["medoid", "centroid", "mean"]
 
@@ -62,9 +63,11 @@ def spatial_embedding_loss(
             of the instance's predicted embeddings (Neven ``to_center=False``).
         w_instance, w_var, w_seed: term weights (authors: 1, 10, 1).
         foreground_weight: weight of instance pixels in the seed term (authors: 10).
-        lovasz_tol: pixels whose hinge error is below this are left out of the Lovász sort (a
-            ``topk`` instead of a full sort: several times faster on CPU; each instance's loss is
-            at most ``lovasz_tol`` below the exact value). 0 = exact.
+        lovasz_tol: the pixels whose hinge error for an instance is at most this (background
+            pixels with ``phi < tol / 2``, its own pixels with ``phi > 1 - tol / 2``) are left out
+            of that instance's Lovász sort, which then covers only its neighbourhood in embedding
+            space: several times faster; each instance's loss is at most ``lovasz_tol`` below the
+            exact value. 0 = exact.
 
     Returns:
         ``{"instance", "var", "seed", "total"}`` scalar tensors.
@@ -73,15 +76,13 @@ def spatial_embedding_loss(
     if offset.dtype in (torch.float16, torch.bfloat16):  # exp(10 s) overflows half precision
         offset, sigma, seed = offset.float(), sigma.float(), seed.float()
     emb = spatial_embedding(offset, scale=coord_scale)  # (B, 2, H, W)
-    seed_prob = torch.sigmoid(seed)
-    per_image = [
-        _image_terms(
-            emb[b], sigma[b], seed_prob[b], instances[b], None if classes is None else classes[b],
+    instance, var, seed_term = (
+        t.mean()
+        for t in _batch_terms(
+            emb, sigma, torch.sigmoid(seed), instances, classes,
             coord_scale=coord_scale, center=center, foreground_weight=foreground_weight, lovasz_tol=lovasz_tol,
         )
-        for b in range(offset.shape[0])
-    ]
-    instance, var, seed_term = (torch.stack(t).mean() for t in zip(*per_image))
+    )
     # "+ 0 * sum" keeps every head in the graph (empty or all-ignore crops still backpropagate).
     anchor = (offset.sum() + sigma.sum() + seed.sum()) * 0.0
     total = w_instance * instance + w_var * var + w_seed * seed_term + anchor
@@ -120,7 +121,27 @@ def _check_inputs(
     return offset, sigma, seed
 
 
-def _image_terms(
+class _Instances(NamedTuple):
+    """The instances of a batch, numbered ``0..N-1`` in (image, label) order."""
+
+    fg: Tensor  # (F,) flat (B*H*W) indices of the instance pixels, increasing
+    owner: Tensor  # (F,) instance of each, in [0, N)
+    label: Tensor  # (N,) label value of each instance
+    image: Tensor  # (N,) image of each instance
+    counts: Tensor  # (N,) pixels per instance
+
+
+def _find_instances(labels: Tensor) -> _Instances:
+    """The instances of ``labels (B, H, W)``."""
+    flat = labels.reshape(-1)
+    fg = (flat > 0).nonzero().squeeze(1)  # (F,)
+    lab = flat.index_select(0, fg)
+    top = int(lab.max()) + 1 if fg.numel() else 1
+    keys, owner = torch.unique((fg // labels[0].numel()) * top + lab, return_inverse=True)
+    return _Instances(fg, owner, keys % top, keys // top, torch.bincount(owner, minlength=keys.numel()))
+
+
+def _batch_terms(
     emb: Tensor,
     sigma: Tensor,
     seed: Tensor,
@@ -132,55 +153,57 @@ def _image_terms(
     foreground_weight: float,
     lovasz_tol: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(instance, var, seed) of one image: ``emb (2, H, W)``, ``sigma (S, H, W)``, ``seed (K, H, W)``
-    probabilities, ``labels (H, W)``."""
-    zero = emb.new_zeros(())
-    valid = (labels.reshape(-1) >= 0).nonzero().squeeze(1)  # (P,) flat indices of used pixels
-    n_valid = valid.numel()
-    if n_valid == 0:
-        return zero, zero, zero
-    lab = labels.reshape(-1)[valid]
-    e = emb.reshape(2, -1)[:, valid]  # (2, P)
-    sig = sigma.reshape(sigma.shape[0], -1)[:, valid]  # (S, P)
-    sd = seed.reshape(seed.shape[0], -1)[:, valid]  # (K, P)
-    fg = (lab > 0).nonzero().squeeze(1)  # (F,) positions (in P) of instance pixels
-    if fg.numel() == 0:
-        return zero, zero, (sd * sd).sum() / n_valid
-    ids, owner = torch.unique(lab[fg], return_inverse=True)  # owner (F,) in [0, N)
-    n = ids.numel()
-    counts = torch.bincount(owner, minlength=n).to(e.dtype)  # (N,)
-    sig_fg = sig[:, fg].t()  # (F, S)
-    sig_mean = _scatter_mean(sig_fg, owner, counts)  # (N, S)
-    sq = ((sig_fg - sig_mean.detach()[owner]) ** 2).mean(dim=1)  # (F,)
-    var = (_scatter_mean(sq[:, None], owner, counts)[:, 0]).mean()
-    centres = _centres(
-        center, e[:, fg], valid[fg], owner, counts, width=labels.shape[1], scale=coord_scale
-    )
-    inst, own_phi = _membership_terms(e, sigma_precision(sig_mean), centres, fg, owner, lovasz_tol)
-    inst_class = _instance_classes(classes, valid[fg], owner, n, sd.shape[0])
-    seed_term = _seed_term(sd, fg, inst_class[owner], own_phi, foreground_weight) / n_valid
-    return inst.mean(), var, seed_term
+    """``(B,)`` instance, var and seed terms of each image: ``emb (B, 2, H, W)``, ``sigma (B, S, H, W)``,
+    ``seed (B, K, H, W)`` probabilities, ``labels (B, H, W)``.
+
+    All the instances of the batch at once: per-instance sums are scatter reductions over the
+    instance pixels, and the Lovász hinges of all instances are one segmented sort of the
+    (instance, pixel) pairs whose hinge error exceeds ``lovasz_tol`` (see :func:`_memberships`).
+    """
+    n_img = labels.shape[0]
+    inst = _find_instances(labels)
+    e = emb.transpose(0, 1).reshape(2, -1)  # (2, B*H*W)
+    sig_fg = sigma.transpose(0, 1).reshape(sigma.shape[1], -1).index_select(1, inst.fg)  # (S, F)
+    counts = inst.counts.to(e.dtype)
+    sig_mean = _scatter_mean(sig_fg, inst.owner, counts)  # (S, N)
+    sq = (sig_fg - sig_mean.detach().index_select(1, inst.owner)).square().mean(dim=0)  # (F,)
+    var = _scatter_mean(sq[None], inst.owner, counts)[0]  # (N,)
+    centres = _centres(center, e, inst, labels.shape[1:], coord_scale)  # (2, N)
+    inst_loss, own_phi = _memberships(e, labels, sigma_precision(sig_mean), centres, inst, lovasz_tol)
+    inst_class = _instance_classes(classes, inst, seed.shape[1])
+    seed_term = _seed_term(seed, labels, inst.fg, inst_class.index_select(0, inst.owner), own_phi,
+                           foreground_weight)
+    per_image = torch.bincount(inst.image, minlength=n_img).clamp(min=1).to(e.dtype)  # (B,)
+    inst_loss, var = (v.new_zeros(n_img).index_add(0, inst.image, v) / per_image for v in (inst_loss, var))
+    return inst_loss, var, seed_term
 
 
 def _scatter_mean(values: Tensor, index: Tensor, counts: Tensor) -> Tensor:
-    """Per-group mean of ``values (F, C)`` grouped by ``index (F,)`` -> ``(N, C)``."""
-    out = values.new_zeros(counts.shape[0], values.shape[1]).index_add(0, index, values)
-    return out / counts[:, None]
+    """Per-group mean of ``values (C, F)`` grouped by ``index (F,)`` -> ``(C, N)``."""
+    return values.new_zeros(values.shape[0], counts.shape[0]).index_add(1, index, values) / counts
 
 
-def _centres(
-    center: Center, e_fg: Tensor, flat: Tensor, owner: Tensor, counts: Tensor, *, width: int, scale: float
-) -> Tensor:
-    """``(N, 2)`` centres (y, x) in units.
-
-    ``e_fg (2, F)``: embeddings of the instance pixels; ``flat (F,)``: their raster indices.
-    """
+def _centres(center: Center, e: Tensor, inst: _Instances, size: tuple[int, int], scale: float) -> Tensor:
+    """``(2, N)`` centres (y, x) in units; ``e (2, B*H*W)`` embeddings, ``size = (H, W)``."""
+    counts = inst.counts.to(e.dtype)
     if center == "mean":
-        return _scatter_mean(e_fg.t(), owner, counts)
-    pix = torch.stack([flat // width, flat % width], dim=1)  # (F, 2) integer positions (y, x)
+        return _scatter_mean(e.index_select(1, inst.fg), inst.owner, counts)
+    h, w = size
+    local = inst.fg % (h * w)
+    pix = torch.stack([local // w, local % w])  # (2, F) integer positions (y, x)
     if center == "centroid":
-        return _scatter_mean(pix.to(e_fg.dtype), owner, counts) * scale
-    return _medoids(pix, owner, counts.long()).to(e_fg.dtype) * scale
+        return _scatter_mean(pix.to(e.dtype), inst.owner, counts) * scale
+    # image by image, as before batching: which instances share a medoid chunk decides the float
+    # rounding of the summed distances, and so which of two equally central pixels wins
+    out = e.new_empty(2, counts.numel())
+    n0 = f0 = 0
+    n_per_image = torch.bincount(inst.image, minlength=1).tolist()
+    for n, f in zip(n_per_image, torch.bincount(inst.fg // (h * w), minlength=1).tolist()):
+        if n:
+            medoids = _medoids(pix[:, f0 : f0 + f].t(), inst.owner[f0 : f0 + f] - n0, inst.counts[n0 : n0 + n])
+            out[:, n0 : n0 + n] = medoids.t().to(e.dtype) * scale
+        n0, f0 = n0 + n, f0 + f
+    return out
 
 
 def _medoids(pix: Tensor, owner: Tensor, counts: Tensor) -> Tensor:
@@ -233,62 +256,107 @@ def _medoid_chunk(pts: Tensor, starts: Tensor, counts: Tensor) -> Tensor:
     return candidates[torch.arange(counts.numel(), device=pts.device), best]
 
 
-def _membership_terms(
-    e: Tensor, precision: Tensor, centres: Tensor, fg: Tensor, owner: Tensor, tol: float
+def _memberships(
+    e: Tensor, labels: Tensor, precision: Tensor, centres: Tensor, inst: _Instances, tol: float
 ) -> tuple[Tensor, Tensor]:
-    """Lovász hinge per instance and each instance pixel's own membership.
+    """Lovász hinge of every instance over the valid pixels of its image, and the membership of
+    each instance pixel to its own instance.
 
     Args:
-        e: ``(2, P)`` embeddings; ``precision``: ``(N, S)``; ``centres``: ``(N, 2)``;
-            ``fg``: ``(F,)`` positions of instance pixels in ``P``; ``owner``: ``(F,)`` their instance.
+        e: ``(2, B*H*W)`` embeddings; ``labels``: ``(B, H, W)``; ``precision``: ``(S, N)``;
+            ``centres``: ``(2, N)``.
+        tol: the (instance, pixel) pairs whose hinge error is ``<= tol`` are left out of the
+            instance's sort; they would come last in it, so each loss is at most ``tol`` below the
+            exact one (``tol = 0``: exact, as ``relu`` zeroes the others).
 
     Returns:
-        ``(N,)`` losses and ``(F,)`` detached ``phi_owner(i)``. Memory is ``O(N * P)``, computed in
-        chunks of instances.
+        ``(N,)`` losses and ``(F,)`` detached ``phi_owner(i)`` of the instance pixels.
     """
-    n_pix, n = e.shape[1], centres.shape[0]
-    member = torch.full((n_pix,), -1, dtype=torch.long, device=e.device)
-    member[fg] = owner
-    own_phi = e.new_zeros(fg.shape[0])
-    chunk = max(1, _CHUNK_ELEMENTS // (4 * n_pix))
-    losses = []
-    for a in range(0, n, chunk):
-        b = min(n, a + chunk)
-        d2 = ((e[None] - centres[a:b, :, None]) ** 2 * precision[a:b, :, None]).sum(dim=1)  # (c, P)
-        phi = torch.exp(-d2)
-        ks = torch.arange(a, b, device=e.device)
-        losses.append(lovasz_hinge(2.0 * phi - 1.0, member[None] == ks[:, None], tol=tol))
-        sel = (owner >= a) & (owner < b)
-        own_phi[sel] = phi.detach()[owner[sel] - a, fg[sel]]
-    return torch.cat(losses), own_phi
+    def dist2(pix: Tensor, k: Tensor) -> Tensor:  # (M,) exponents d2 of pixels pix to instances k
+        diff = e.index_select(1, pix) - centres.index_select(1, k)  # (2, M)
+        return (diff.square() * precision.index_select(1, k)).sum(dim=0)
+
+    with torch.no_grad():
+        own_d2 = dist2(inst.fg, inst.owner)
+        ks, pix = _pairs_above(e, labels, precision, centres, inst, own_d2, tol)
+    member = labels.reshape(-1).index_select(0, pix) == inst.label.index_select(0, ks)
+    n = centres.shape[1]
+    logits = 2.0 * torch.exp(-dist2(pix, ks)) - 1.0
+    losses = lovasz_hinge_segments(logits, member, ks, n_segments=n, positives=inst.counts)
+    return losses, torch.exp(-own_d2)
 
 
-def _instance_classes(classes: Tensor | None, flat: Tensor, owner: Tensor, n: int, k: int) -> Tensor:
+def _pairs_above(
+    e: Tensor, labels: Tensor, precision: Tensor, centres: Tensor, inst: _Instances, own_d2: Tensor, tol: float
+) -> tuple[Tensor, Tensor]:
+    """``(instances, pixels)``, both ``(M,)``: the pairs of an instance and a valid pixel of its image
+    whose hinge error exceeds ``tol``: its own pixels with ``2 - 2 phi > tol`` (from their exponents
+    ``own_d2 (F,)``) and the other pixels with ``2 phi > tol``, found without gradient as ``d2 < far``
+    on each image's (instances, pixels) exponents, one matrix product per chunk of instances.
+    Expanded squares round d2 by about ``eps * precision * |e|^2``, so a pair whose error is within
+    a fraction of a percent of ``tol`` may fall on the other side of it; such pairs add at most
+    about ``tol`` to a loss either way."""
+    far = -math.log(tol / 2) if tol > 0 else math.inf  # background pairs: kept when d2 < far
+    near = -math.log1p(-tol / 2) if tol < 2 else math.inf  # own pixels: kept when d2 > near
+    own = (own_d2 > near).nonzero().squeeze(1)
+    found_k, found_p = [inst.owner.index_select(0, own)], [inst.fg.index_select(0, own)]
+    hw = labels[0].numel()
+    flat = labels.reshape(-1)
+    n0 = 0
+    for b, n_b in enumerate(torch.bincount(inst.image, minlength=labels.shape[0]).tolist()):
+        valid = (flat[b * hw : (b + 1) * hw] >= 0).nonzero().squeeze(1) + b * hw  # (P,)
+        ey, ex = e.index_select(1, valid)
+        powers = torch.stack([ey * ey, ey, ex * ex, ex, torch.ones_like(ey)])  # (5, P)
+        chunk = max(1, _CHUNK_ELEMENTS // (4 * max(1, valid.numel())))
+        for a in range(n0, n0 + n_b, chunk):
+            z = min(n0 + n_b, a + chunk)
+            (cy, cx), py, px = centres[:, a:z], precision[0, a:z], precision[-1, a:z]
+            coef = torch.stack([py, -2 * py * cy, px, -2 * px * cx, py * cy * cy + px * cx * cx], dim=1)  # (c, 5)
+            k, j = (coef @ powers < far).nonzero(as_tuple=True)  # (c, P) -> pairs
+            k, p = k + a, valid.index_select(0, j)
+            other = (flat.index_select(0, p) != inst.label.index_select(0, k)).nonzero().squeeze(1)
+            found_k.append(k.index_select(0, other))
+            found_p.append(p.index_select(0, other))
+        n0 += n_b
+    return torch.cat(found_k), torch.cat(found_p)
+
+
+def _instance_classes(classes: Tensor | None, inst: _Instances, k: int) -> Tensor:
     """``(N,)`` seed channel of each instance: its majority class, -1 if it has none (K > 1)."""
+    n = inst.counts.numel()
     if k == 1:
-        return torch.zeros(n, dtype=torch.long, device=owner.device)
-    cls = classes.reshape(-1)[flat].long()
+        return torch.zeros(n, dtype=torch.long, device=inst.fg.device)
+    cls = classes.reshape(-1).index_select(0, inst.fg).long()
     ok = (cls >= 0) & (cls < k)
-    votes = torch.zeros(n, k, device=owner.device)
-    votes.index_put_((owner[ok], cls[ok]), torch.ones_like(cls[ok], dtype=votes.dtype), accumulate=True)
+    votes = torch.zeros(n, k, device=cls.device)
+    votes.index_put_((inst.owner[ok], cls[ok]), torch.ones_like(cls[ok], dtype=votes.dtype), accumulate=True)
     return votes.argmax(dim=1).masked_fill(votes.sum(dim=1) == 0, -1)
 
 
 def _seed_term(
-    sd: Tensor, fg: Tensor, pix_class: Tensor, own_phi: Tensor, foreground_weight: float
+    seed: Tensor, labels: Tensor, fg: Tensor, pix_class: Tensor, own_phi: Tensor, foreground_weight: float
 ) -> Tensor:
-    """Un-normalised seed regression of ``sd (K, P)``.
+    """``(B,)`` seed regression of ``seed (B, K, H, W)`` per image, over its valid pixels.
 
     Every channel regresses 0, except an instance pixel's own class channel, which regresses its
     ``own_phi`` with weight ``foreground_weight``; pixels of instances of unknown class are skipped.
     """
-    target = torch.zeros_like(sd)
-    weight = torch.ones_like(sd)
-    known = pix_class >= 0
-    weight[:, fg[~known]] = 0.0
-    target[pix_class[known], fg[known]] = own_phi[known]
-    weight[pix_class[known], fg[known]] = foreground_weight
-    return (weight * (sd - target) ** 2).sum()
+    n_img, k = seed.shape[:2]
+    hw = labels[0].numel()
+    sd = seed.reshape(n_img, k, hw)  # (B, K, H*W)
+    valid = (labels.reshape(n_img, 1, hw) >= 0).to(sd.dtype)  # (B, 1, H*W)
+    weight = valid.expand(n_img, k, hw).clone(memory_format=torch.contiguous_format)
+    target = sd.new_zeros(sd.shape)  # contiguous, whatever the layout of seed
+    at = (fg // hw * k + pix_class) * hw + fg % hw  # (F,) flat index in (B, K, H*W) of the own channel
+    known = (pix_class >= 0).nonzero().squeeze(1)
+    if known.numel() < fg.numel():  # all channels of pixels of unknown class: weight 0
+        unknown = (pix_class < 0).nonzero().squeeze(1)
+        first = fg.index_select(0, unknown) // hw * k * hw + fg.index_select(0, unknown) % hw
+        weight.view(-1).index_fill_(0, (first[:, None] + hw * torch.arange(k, device=fg.device)).reshape(-1), 0.0)
+    at = at.index_select(0, known)
+    weight.view(-1).index_fill_(0, at, foreground_weight)
+    target.view(-1).index_copy_(0, at, own_phi.index_select(0, known))
+    return (weight * (sd - target) ** 2).sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp(min=1)
 
 
 @LOSSES.register("spatial")
