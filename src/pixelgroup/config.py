@@ -108,6 +108,10 @@ class TrainConfig:
         init: a run folder or checkpoint whose weights start this run: every module whose tensors
             all match by name and shape is copied (the backbone of a model trained on another task
             or dataset; heads of other sizes stay fresh). ``--resume`` takes precedence.
+        precision: the network's forward while training: ``float32``, ``bfloat16`` (autocast; the
+            losses compute in float32) or ``auto`` = ``bfloat16`` on CPUs with AMX units (Intel
+            Sapphire Rapids and later: about 2x faster), ``float32`` elsewhere. Validation and
+            prediction always run in float32.
     """
 
     steps: int = 2000
@@ -119,6 +123,7 @@ class TrainConfig:
     num_workers: int = 0
     ema: float = 0.999
     init: str | None = None
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.seed": (lambda v: v >= 0, ">= 0"),
     "train.num_workers": (lambda v: v >= 0, ">= 0"),
     "train.ema": (lambda v: 0 <= v < 1, "in [0, 1) (0 = no averaging)"),
+    "train.precision": (lambda v: v in ("auto", "float32", "bfloat16"), "one of auto, float32, bfloat16"),
 }
 _EXAMPLES = {"train.minutes": 30, "model.embedding_coords": 0.1, "data.split": "train", "model.context": "renet",
              "train.init": "runs/previous", "grouping.name": "seeded"}

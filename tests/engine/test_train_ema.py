@@ -46,3 +46,15 @@ def test_run_saves_the_average_and_resumes_both(tmp_path):
 def test_ema_setting_is_checked():
     with pytest.raises(ConfigError, match="train.ema"):
         RunConfig().replace(**{"train.ema": 1.0})
+
+
+def test_training_precision():
+    from pixelgroup.engine.train import forward_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    assert forward_dtype("auto", cpu) == (torch.bfloat16 if amx else torch.float32)
+    assert forward_dtype("auto", cuda) == torch.float32
+    assert forward_dtype("float32", cpu) == torch.float32 and forward_dtype("bfloat16", cpu) == torch.bfloat16
+    with pytest.raises(ConfigError, match="train.precision"):
+        RunConfig().replace(**{"train.precision": "fp8"})
