@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,9 @@ from pixelgroup.grouping.base import GROUPERS, group
 from pixelgroup.grouping.mean_shift import assign_to_modes, mean_shift
 from pixelgroup.grouping.meanshift_grouper import meanshift_grouping
 from pixelgroup.types import ModelOutput
+
+# the module (the package re-exports the function under the same name)
+ms = importlib.import_module("pixelgroup.grouping.mean_shift")
 
 
 def _mixture(n: int = 3000, k: int = 5, dim: int = 4, spread: float = 0.1, seed: int = 0):
@@ -145,3 +150,118 @@ def test_grouper_bad_input():
         meanshift_grouping(ModelOutput(embedding=emb[None]), bandwidth=0.3)
     with pytest.raises(ValueError, match="fg_threshold"):
         meanshift_grouping(ModelOutput(embedding=emb), bandwidth=0.3, fg_threshold=1.5)
+
+
+# --- the fast paths: same results as the plain formulas, and degenerate inputs ---------------------
+
+
+def _plain_weights(seeds, ref, bandwidth, kernel, relative):
+    """The kernel weights written out plainly (the formula of the module doc)."""
+    cross = seeds @ ref.T
+    if kernel == "vmf":
+        logits = (cross - 1.0) / bandwidth**2
+    else:
+        d2 = ((seeds * seeds).sum(1)[:, None] + (ref * ref).sum(1)[None, :] - 2.0 * cross).clamp_min(0.0)
+        if kernel == "flat":
+            return (d2 <= bandwidth**2).to(ref.dtype)
+        logits = -d2 / (2.0 * bandwidth**2)
+    if relative:
+        logits = logits - logits.max(dim=1, keepdim=True).values
+    return torch.exp(logits)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "flat", "vmf"])
+@pytest.mark.parametrize("relative", [True, False])
+def test_weights_match_the_plain_formula_bit_for_bit(kernel, relative):
+    g = torch.Generator().manual_seed(0)
+    ref = 4.0 * torch.randn(700, 6, generator=g)
+    seeds = ref[:40] + 0.3 * torch.randn(40, 6, generator=g)
+    if kernel == "vmf":
+        ref, seeds = torch.nn.functional.normalize(ref, dim=1), torch.nn.functional.normalize(seeds, dim=1)
+    bandwidth = 0.15 if kernel == "vmf" else 0.4  # small: most weights fall below float32's normal range
+    plain = _plain_weights(seeds, ref, bandwidth, kernel, relative)
+    fast = ms._Reference(ref, bandwidth, kernel).weights(seeds, relative=relative)
+    # identical except that weights below 3x the smallest normal float are 0
+    tiny = torch.finfo(torch.float32).tiny
+    expected = torch.where(plain > 3.0 * tiny, plain, torch.zeros_like(plain)) if kernel != "flat" else plain
+    assert torch.equal(fast, expected)
+    if kernel != "flat":
+        assert bool((plain[plain > 0] < tiny).any())  # the flushed range is exercised
+
+
+def _plain_cover(points, radius):
+    close = (torch.cdist(points.double(), points.double()) < radius).numpy()
+    covered, chosen = np.zeros(len(close), dtype=bool), []
+    for i in range(len(close)):
+        if not covered[i]:
+            chosen.append(i)
+            covered |= close[i]
+    return chosen
+
+
+@pytest.mark.parametrize("block", [3, 256])
+def test_greedy_cover_matches_the_full_matrix(monkeypatch, block):
+    monkeypatch.setattr(ms, "_COVER_BLOCK", block)
+    g = torch.Generator().manual_seed(1)
+    clustered = torch.repeat_interleave(6.0 * torch.randn(12, 5, generator=g), 30, dim=0)
+    clustered = (clustered + 0.4 * torch.randn(clustered.shape, generator=g))[torch.randperm(360, generator=g)]
+    spread = 50.0 * torch.randn(300, 5, generator=g)  # every point its own cover: several blocks
+    for points in (clustered, spread, clustered[:1], clustered[:0]):
+        assert ms._greedy_cover(points, 1.0).tolist() == _plain_cover(points, 1.0)
+
+
+def test_bin_keys_order_rows_as_numpy_unique():
+    rng = np.random.default_rng(2)
+    cells = rng.integers(-3, 4, size=(500, 5)).astype(np.int64)
+    keys = ms._row_keys(cells)
+    _, inv_rows = np.unique(cells, axis=0, return_inverse=True)
+    _, inv_keys = np.unique(keys, return_inverse=True)
+    assert np.array_equal(inv_rows.reshape(-1), inv_keys)
+    assert ms._row_keys(np.array([[0, 0], [1 << 40, 1 << 40]], dtype=np.int64)) is None  # 2^80 cells
+
+
+def test_bin_seeds_same_with_and_without_keys(monkeypatch):
+    x, _ = _mixture(n=2000, k=6, dim=5, spread=0.4)
+    ref = torch.from_numpy(x)
+    fast = ms._bin_seeds(ref, 0.5, 1, 1024)
+    monkeypatch.setattr(ms, "_row_keys", lambda cells: None)  # the np.unique(axis=0) fallback
+    assert torch.equal(fast, ms._bin_seeds(ref, 0.5, 1, 1024))
+
+
+def test_huge_coordinate_spread_takes_the_row_fallback():
+    x = np.array([[0.0, 0.0], [0.1, 0.0], [1e15, -1e15], [1e15, -1e15 + 0.1]], dtype=np.float64)
+    labels = mean_shift(x, bandwidth=1.0, kernel="flat")
+    assert labels.tolist() == [0, 0, 1, 1]
+
+
+def test_small_input_pinned_labels():
+    # blobs of 400, 300, 200, 100 points, 5 apart in 3-D: labels by decreasing mode density = size
+    rng = np.random.default_rng(3)
+    sizes = [400, 300, 200, 100]
+    centres = 5.0 * np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32)
+    x = np.concatenate([c + rng.normal(0, 0.3, size=(s, 3)) for c, s in zip(centres, sizes)]).astype(np.float32)
+    expected = np.repeat(np.arange(4), sizes)
+    for kernel in ("gaussian", "flat"):
+        assert np.array_equal(mean_shift(x, bandwidth=1.0, kernel=kernel), expected)
+        assert np.array_equal(mean_shift(x[::-1].copy(), bandwidth=1.0, kernel=kernel), expected[::-1])
+
+
+def test_small_bandwidth_gaussian_recovers_clusters():
+    # bandwidth 0.1 against centres 3 apart: most kernel weights underflow (the flushed exp path)
+    x, truth = _mixture(n=2000, k=4, spread=0.03)
+    assert adjusted_rand_score(truth, mean_shift(x, bandwidth=0.1, kernel="gaussian")) == 1.0
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "flat", "vmf"])
+def test_degenerate_inputs(kernel):
+    one = np.array([[0.3, -1.0, 2.0]], dtype=np.float32)
+    assert mean_shift(one, bandwidth=0.5, kernel=kernel).tolist() == [0]
+    same = np.repeat(one, 1000, axis=0)
+    assert np.array_equal(mean_shift(same, bandwidth=0.5, kernel=kernel), np.zeros(1000, dtype=np.int64))
+    # two far clusters (opposite directions, for vmf too), the smaller first in the input
+    far = np.concatenate([np.repeat(-one, 5, axis=0), np.repeat(one, 995, axis=0)])
+    far += np.random.default_rng(0).normal(0, 0.01, size=far.shape).astype(np.float32)
+    labels = mean_shift(far, bandwidth=0.5, kernel=kernel)
+    assert labels.tolist() == [1] * 5 + [0] * 995  # denser mode first
+    two = mean_shift(np.concatenate([one, -one]), bandwidth=0.5, kernel=kernel)
+    assert sorted(two.tolist()) == [0, 1]  # equal densities: the order is the seeds' (bins') order

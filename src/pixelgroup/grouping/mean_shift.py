@@ -13,7 +13,8 @@ of the points, and only the final assignment touches every point:
    (a ``(S, M)`` weight matrix per step) until every shift is below ``1e-3 * bandwidth`` or after
    ``iterations`` steps. Kernels, with ``d`` the Euclidean distance and ``h`` the bandwidth:
    ``gaussian`` ``exp(-d^2 / (2 h^2))``; ``flat`` ``[d <= h]``; ``vmf`` ``exp((cos - 1) / h^2)`` on
-   L2-normalised points, the mode re-normalised after every step.
+   L2-normalised points, the mode re-normalised after every step. (Weights below 3x the smallest
+   normal float are taken as 0: they vanish in every sum, and ``exp`` is 50-100x slower there.)
 4. **Merging**: modes are ranked by their kernel density on the sample; a mode closer than
    ``bandwidth`` to a denser kept mode is dropped (as scikit-learn does).
 5. **Assignment**: every point goes to its nearest mode, exactly, in chunks (bounded memory):
@@ -34,6 +35,7 @@ farther than ``3 * bandwidth`` from the others) or else merges with its nearest 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Literal
 
 import numpy as np
@@ -61,34 +63,91 @@ def _as_points(points: Tensor | np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
 
 
-def _kernel_weights(
-    seeds: Tensor, ref: Tensor, bandwidth: float, kernel: Kernel, *, relative: bool
-) -> Tensor:
-    """``(S, M)`` kernel weights; with ``relative`` each row is scaled so its largest entry is 1."""
-    cross = seeds @ ref.T  # (S, M)
-    if kernel == "vmf":
-        logits = (cross - 1.0) / bandwidth**2
-    else:
-        d2 = ((seeds * seeds).sum(1)[:, None] + (ref * ref).sum(1)[None, :] - 2.0 * cross).clamp_min(0.0)
-        if kernel == "flat":
-            return (d2 <= bandwidth**2).to(ref.dtype)
-        logits = -d2 / (2.0 * bandwidth**2)
-    if relative:
-        logits = logits - logits.max(dim=1, keepdim=True).values
-    return torch.exp(logits)
+class _Reference:
+    """The reference sample ``(M, E)`` and its squared norms, computed once for all the steps."""
+
+    def __init__(self, ref: Tensor, bandwidth: float, kernel: Kernel) -> None:
+        self.ref = ref  # (M, E)
+        self.kernel = kernel
+        self.h2 = bandwidth**2
+        self.sq = (ref * ref).sum(dim=1)  # (M,)
+
+    def weights(self, seeds: Tensor, *, relative: bool) -> Tensor:
+        """``(S, M)`` kernel weights of the sample seen from ``seeds`` ``(S, E)``; with ``relative``
+        each row is scaled so its largest entry is 1.
+
+        ``d^2 = ||s||^2 + ||r||^2 - 2 s.r`` (clamped at 0); every step after the product is done in
+        place, in the order of the plain expression (so with its rounding), the sample's squared
+        norms once for all the steps.
+        """
+        cross = torch.mm(seeds, self.ref.T)  # (S, M)
+        if self.kernel == "vmf":
+            logits = cross.sub_(1.0).div_(self.h2)  # (cos - 1) / h^2
+        else:
+            d2 = ((seeds * seeds).sum(1)[:, None] + self.sq[None, :]).sub_(cross.mul_(2.0)).clamp_min_(0.0)
+            if self.kernel == "flat":
+                return d2.le_(self.h2)  # in place: 1.0 / 0.0 in the points' dtype
+            logits = d2.div_(-2.0 * self.h2)  # -d^2 / (2 h^2): the negation is exact
+        if relative:
+            logits = logits.sub_(logits.amax(dim=1, keepdim=True))
+        return _exp_flushed(logits)
+
+
+def _exp_flushed(logits: Tensor) -> Tensor:
+    """``exp(logits)`` in place, with 0 where it would be below 3x the smallest normal float.
+
+    Those weights (< 3.6e-38 for float32, next to a largest weight of 1 in a mean-shift step) are
+    rounded away in every sum they enter, but the CPU's vectorised ``exp`` takes a scalar path for
+    results below the normal range that is 50-100x slower, and with a small bandwidth most of the
+    ``(S, M)`` matrix lies there. So the logits are clamped to ``log(2 tiny)`` first.
+    """
+    tiny = torch.finfo(logits.dtype).tiny
+    return F.threshold_(logits.clamp_min_(math.log(2.0 * tiny)).exp_(), 3.0 * tiny, 0.0)
+
+
+_COVER_BLOCK = 256  # candidates whose rows of the distance matrix are formed at once
 
 
 def _greedy_cover(points: Tensor, radius: float) -> Tensor:
     """Indices of a subset of ``points`` (taken in order) such that every point lies within
-    ``radius`` of a chosen one, none of the chosen lying within ``radius`` of an earlier one."""
-    close = (torch.cdist(points, points) < radius).cpu().numpy()  # (S, S)
-    covered = np.zeros(len(close), dtype=bool)
+    ``radius`` of a chosen one, none of the chosen lying within ``radius`` of an earlier one.
+
+    Only the rows of the ``(S, S)`` distance matrix of candidates still uncovered are formed,
+    ``_COVER_BLOCK`` at a time (the seeds of a few clusters spread over many bins need one block
+    instead of ``S`` rows), as squared distances ``||a||^2 + ||b||^2 - 2 a.b`` of centred points.
+    """
+    p = points - points.mean(dim=0) if points.shape[0] else points  # (S, E)
+    sq = (p * p).sum(dim=1)  # (S,)
+    covered = np.zeros(p.shape[0], dtype=bool)
     chosen: list[int] = []
-    for i in range(len(close)):
-        if not covered[i]:
-            chosen.append(i)
-            covered |= close[i]
+    start = 0
+    while start < p.shape[0]:
+        cand = start + np.flatnonzero(~covered[start:])[:_COVER_BLOCK]  # (B,)
+        if cand.size == 0:
+            break
+        rows = torch.from_numpy(cand).to(p.device)
+        d2 = torch.addmm(sq[None, :], p[rows], p.T, alpha=-2.0).add_(sq[rows, None])  # (B, S)
+        close = (d2 < radius**2).cpu().numpy()
+        close[np.arange(cand.size), cand] = True  # a point covers itself, whatever the rounding
+        for j, i in enumerate(cand.tolist()):
+            if not covered[i]:
+                chosen.append(i)
+                covered |= close[j]
+        start = int(cand[-1]) + 1
     return torch.as_tensor(chosen, dtype=torch.int64, device=points.device)
+
+
+def _row_keys(cells: np.ndarray) -> np.ndarray | None:
+    """``(M,)`` int64 keys of the rows of ``cells`` ``(M, E)`` int64 whose order is the rows'
+    lexicographic order (mixed radix over the columns' ranges); None if they do not fit in 63 bits."""
+    low = cells.min(axis=0)
+    span = [hi - lo + 1 for lo, hi in zip(low.tolist(), cells.max(axis=0).tolist())]  # Python ints
+    if math.prod(span) >= 1 << 62:
+        return None
+    keys = np.zeros(len(cells), dtype=np.int64)  # every partial key is below prod(span)
+    for j, s in enumerate(span):
+        keys = keys * s + (cells[:, j] - low[j])
+    return keys
 
 
 def _bin_seeds(ref: Tensor, bandwidth: float, min_bin_freq: int, max_seeds: int) -> Tensor:
@@ -97,9 +156,14 @@ def _bin_seeds(ref: Tensor, bandwidth: float, min_bin_freq: int, max_seeds: int)
     Bins are taken most populated first and thinned to a cover of radius ``bandwidth`` (a bin
     centroid within ``bandwidth`` of a more populated kept one is redundant: both climb to the same
     mode), so that a cluster spread over many bins still gets a seed; then capped at ``max_seeds``.
+    Bins of equal population are taken in the lexicographic order of their cells.
     """
     cells = torch.floor(ref / bandwidth).to(torch.int64).cpu().numpy()  # (M, E), small
-    _, inverse, counts = np.unique(cells, axis=0, return_inverse=True, return_counts=True)
+    keys = _row_keys(cells)
+    if keys is None:  # a huge spread of cells: rows compared as rows (about 20x slower)
+        _, inverse, counts = np.unique(cells, axis=0, return_inverse=True, return_counts=True)
+    else:
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     inverse = torch.from_numpy(inverse.reshape(-1)).to(ref.device)
     counts = torch.from_numpy(counts).to(ref.device)
     sums = ref.new_zeros(counts.numel(), ref.shape[1]).index_add_(0, inverse, ref)
@@ -116,13 +180,15 @@ def _bin_seeds(ref: Tensor, bandwidth: float, min_bin_freq: int, max_seeds: int)
 def _seek_modes(seeds: Tensor, ref: Tensor, bandwidth: float, kernel: Kernel, iterations: int) -> Tensor:
     """Move every seed to a local maximum of the kernel density of ``ref``; ``(S, E)``."""
     modes = F.normalize(seeds, dim=1) if kernel == "vmf" else seeds.clone()
+    reference = _Reference(ref, bandwidth, kernel)  # (M, E)
     active = torch.arange(modes.shape[0], device=modes.device)
     for _ in range(iterations):
         current = modes[active]
-        w = _kernel_weights(current, ref, bandwidth, kernel, relative=True)  # (A, M)
+        w = reference.weights(current, relative=True)  # (A, M)
         mass = w.sum(dim=1, keepdim=True)
         moved = (w @ ref) / mass.clamp_min(1e-30)
-        moved = torch.where(mass > 0, moved, current)  # a flat kernel with no neighbour stays
+        if kernel == "flat":  # a flat kernel with no neighbour stays (the others' rows hold a 1)
+            moved = torch.where(mass > 0, moved, current)
         if kernel == "vmf":
             moved = F.normalize(moved, dim=1)
         modes[active] = moved
@@ -135,7 +201,7 @@ def _seek_modes(seeds: Tensor, ref: Tensor, bandwidth: float, kernel: Kernel, it
 
 def _merge_modes(modes: Tensor, ref: Tensor, bandwidth: float, kernel: Kernel) -> Tensor:
     """Keep the densest modes, dropping any closer than ``bandwidth`` to a denser kept one; ``(K, E)``."""
-    density = _kernel_weights(modes, ref, bandwidth, kernel, relative=False).sum(dim=1)  # (S,)
+    density = _Reference(ref, bandwidth, kernel).weights(modes, relative=False).sum(dim=1)  # (S,)
     if bool((density > 0).any()):  # a flat-kernel seed with no sample point in reach is no mode
         modes, density = modes[density > 0], density[density > 0]
     modes = modes[torch.sort(density, descending=True, stable=True).indices]
