@@ -73,7 +73,10 @@ def test_a_method_defined_in_a_test_trains_and_predicts_through_the_engine(toy_m
     result = pixelgroup.fit(cfg, data=data, out=tmp_path / "run", progress=False)
     assert result.steps == 30 and result.best_metric > 0.0  # it learned to find some nuclei
     seg = pixelgroup.load_model(tmp_path / "run")
-    assert seg.method is toy_method and seg.grouper == "toy_components" and seg.grouper_params == {"min_size": 4}
+    assert seg.method is toy_method and seg.grouper == "toy_components"
+    # min_size: the recipe's 4, unless the calibration on the held-out images found a better value
+    calibrated = (seg.calibration or {}).get("params", {})
+    assert seg.grouper_params == {"min_size": calibrated.get("min_size", 4)}
     image = read_image(sorted((data / "images").iterdir())[0])
     labels = seg.segment(image)
     assert labels.shape == image.shape[:2] and labels.max() >= 1
