@@ -9,7 +9,7 @@ image by columns: x < 384 is the training image (ONE 512 x 384 image, as a user 
 test set (two 256 x 128 tiles, never seen in training).
 
     python benchmarks/real_nuclei.py [--minutes 10] [--seeds 0 1 2] [--method spatial] [--threads 2]
-                                     [--tta] [--model RUN_OR_NAME]
+                                     [--tta] [--model RUN_OR_NAME] [--set KEY=VALUE ...]
 
 prints, per seed, AP_dsb at IoU 0.5 ... 0.9, COCO AP, F1, PQ, SBD on the held-out nuclei and the
 wall time, then the mean and spread (min - max) of AP_dsb@0.5 and @0.75 over the seeds.
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
+import yaml
 from skimage.segmentation import relabel_sequential
 
 import pixelgroup
@@ -87,6 +88,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=DATA / "real_nuclei_run")
     ap.add_argument("--config", type=Path, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change one setting for an A/B run, e.g. --set train.ema=0.999 (YAML value)")
     ap.add_argument("--tta", action="store_true", help="also predict with test-time augmentation")
     ap.add_argument("--model", default=None, help="score this run or model name instead of training one")
     args = ap.parse_args()
@@ -102,6 +105,7 @@ def main() -> None:
     n_train = write_split(work / "train", image, labels, train_tiles)
     n_test = write_split(work / "test", image, labels, test_tiles)
     print(f"train: one 512 x 384 image, {n_train} nuclei (a band is held out for validation); test: {n_test} nuclei")
+    changes = {k.strip(): yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
     rows: dict[str, dict] = {}
     modes = (False, True) if args.tta else (False,)
     for seed in ([None] if args.model else args.seeds):
@@ -110,7 +114,7 @@ def main() -> None:
         if model is None:
             cfg = pixelgroup.load_config(args.config) if args.config else RunConfig(method=args.method)
             cfg = cfg.replace(**{"method": args.method, "train.minutes": args.minutes, "train.steps": 100000,
-                                 "train.seed": seed})
+                                 "train.seed": seed, **changes})
             t0 = time.time()
             res = pixelgroup.fit(cfg, data=work / "train", out=work / f"run_seed{seed}", progress=False)
             print(f"seed {seed}: steps={res.steps} train_time={time.time() - t0:.0f}s threads={args.threads}")

@@ -5,8 +5,8 @@ widefield fields of U2OS nuclei, 83-181 nuclei per image, many touching, annotat
 They ship as training/validation/test data inside the MNFinder wheel on PyPI (DiPeso et al.,
 micronucleus segmentation; MIT licence). The script fetches that wheel once with ``pip download``
 (nothing else of MNFinder is used) and keeps only its ``2022-10-14_U2OS`` images: the six in
-``training-data/`` are the training folder, written as whole images (``train`` holds one of them
-out for model selection); the package's own held-out images, ``test-data/.../4`` and
+``training-data/`` are the training folder, written as whole images (``train`` holds out a band of
+each for model selection and threshold calibration); the package's own held-out images, ``test-data/.../4`` and
 ``validation-data/.../1``, are the test folder and are never seen in training.
 
     python benchmarks/real_u2os.py [--minutes 10] [--method spatial] [--threads 2] [--tta] [--model RUN_OR_NAME]
@@ -114,7 +114,7 @@ def main() -> None:
         shutil.rmtree(work)
     n_train = write_split(work / "train", src, TRAIN)
     n_test = write_split(work / "test", src, TEST)
-    print(f"train: {len(TRAIN)} whole 768x869 images, {n_train} nuclei (one image held out for validation); "
+    print(f"train: {len(TRAIN)} whole 768x869 images, {n_train} nuclei (a band of each is held out for validation); "
           f"test: {len(TEST)} images, {n_test} nuclei")
     if args.model is None:
         cfg = pixelgroup.load_config(args.config) if args.config else RunConfig(method=args.method)

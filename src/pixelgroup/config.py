@@ -103,8 +103,8 @@ class TrainConfig:
         seed: random seed for sampling, augmentation and initialisation.
         num_workers: data-loader worker processes.
         ema: validate, select and save an exponential moving average of the weights (Polyak
-            averaging; the decay warms up as ``min(ema, (1 + n) / (10 + n))`` after ``n`` steps, so
-            short runs average over their last tenth); 0 = the raw weights.
+            averaging, e.g. 0.999; the decay warms up as ``min(ema, (1 + n) / (10 + n))`` after
+            ``n`` steps, so short runs average over their last tenth); 0 (default) = the raw weights.
         init: a run folder or checkpoint whose weights start this run: every module whose tensors
             all match by name and shape is copied (the backbone of a model trained on another task
             or dataset; heads of other sizes stay fresh). ``--resume`` takes precedence.
@@ -121,7 +121,7 @@ class TrainConfig:
     val_every: int = 200
     seed: int = 0
     num_workers: int = 0
-    ema: float = 0.999
+    ema: float = 0.0
     init: str | None = None
     precision: str = "auto"
 

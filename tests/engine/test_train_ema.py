@@ -28,7 +28,7 @@ def test_run_saves_the_average_and_resumes_both(tmp_path):
 
     data = tmp_path / "synth"
     assert main(["synth", str(data), "--kind", "nuclei", "--n", "3", "--size", "64", "--seed", "1"]) == 0
-    cfg = RunConfig().replace(**{"train.steps": 3, "train.val_every": 100, "data.batch_size": 2,
+    cfg = RunConfig().replace(**{"train.steps": 3, "train.val_every": 100, "data.batch_size": 2, "train.ema": 0.999,
                                  "data.crop_size": 64})
     fit(cfg, data=data, out=tmp_path / "run", progress=False)
     last = read_checkpoint(tmp_path / "run" / "last.pt")
