@@ -23,6 +23,7 @@ from ..grouping.base import GROUPERS
 from ..metrics.instance import DSB_THRESHOLDS
 from ..metrics.matching import match_thresholds
 from ..types import Instances
+from .diameter import dataset_areas
 from .segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -78,15 +79,7 @@ def _fmt(v: Any) -> str:
 
 def median_area(dataset, *, max_samples: int = 256) -> float | None:
     """Median area (pixels) of the objects of the first ``max_samples`` samples' ``instances``."""
-    areas = []
-    for i in range(min(len(dataset), max_samples)):
-        inst = dataset[i].get("instances")
-        if inst is None:
-            continue
-        ids = np.asarray(inst).reshape(-1)
-        counts = np.bincount(ids[ids > 0].astype(np.int64))
-        areas.append(counts[counts > 0])
-    areas = np.concatenate(areas) if areas else np.zeros(0)
+    areas = dataset_areas(dataset, max_samples=max_samples)
     return float(np.median(areas)) if areas.size else None
 
 

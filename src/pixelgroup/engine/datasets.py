@@ -78,9 +78,6 @@ class Datasets:
     val: Any
     how: str
 
-    def __iter__(self):  # ``train, val = open_datasets(...)``
-        return iter((self.train, self.val))
-
 
 def open_datasets(cfg: RunConfig, data: str | Path, val: str | Path | None) -> Datasets:
     """The training and validation datasets; without ``val`` a deterministic part of ``data`` is held

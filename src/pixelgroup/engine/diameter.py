@@ -20,11 +20,21 @@ from ..types import Instances
 log = logging.getLogger(__name__)
 
 
-def object_diameters(labels: np.ndarray) -> np.ndarray:
-    """Equivalent diameters ``sqrt(4 area / pi)`` (pixels) of the objects 1..N of ``labels (H, W)``."""
+def object_areas(labels: np.ndarray) -> np.ndarray:
+    """Areas (pixels) of the objects 1..N of ``labels (H, W)`` (ids without pixels left out)."""
     ids = np.asarray(labels).reshape(-1).astype(np.int64)
     area = np.bincount(ids[ids > 0])[1:]
-    return np.sqrt(4.0 * area[area > 0] / math.pi)
+    return area[area > 0]
+
+
+def equivalent_diameters(areas: np.ndarray) -> np.ndarray:
+    """``sqrt(4 area / pi)`` of each area."""
+    return np.sqrt(4.0 * np.asarray(areas) / math.pi)
+
+
+def object_diameters(labels: np.ndarray) -> np.ndarray:
+    """Equivalent diameters ``sqrt(4 area / pi)`` (pixels) of the objects 1..N of ``labels (H, W)``."""
+    return equivalent_diameters(object_areas(labels))
 
 
 def median_diameter(labels: np.ndarray) -> float | None:
@@ -33,12 +43,18 @@ def median_diameter(labels: np.ndarray) -> float | None:
     return float(np.median(d)) if d.size else None
 
 
+def dataset_areas(dataset, *, max_samples: int = 256) -> np.ndarray:
+    """Areas (pixels) of the objects of the first ``max_samples`` samples of an instance dataset
+    (samples with an ``"instances" (H, W)`` entry), ``(N,)``."""
+    samples = (dataset[i] for i in range(min(len(dataset), max_samples)))
+    areas = [object_areas(sample["instances"]) for sample in samples if "instances" in sample]
+    return np.concatenate(areas) if areas else np.zeros(0, np.int64)
+
+
 def dataset_diameter(dataset, *, max_samples: int = 256) -> float | None:
     """Median equivalent diameter over the objects of the first ``max_samples`` samples of an
-    instance dataset (samples with an ``"instances" (H, W)`` entry); ``None`` when it has none."""
-    samples = (dataset[i] for i in range(min(len(dataset), max_samples)))
-    d = [object_diameters(sample["instances"]) for sample in samples if "instances" in sample]
-    d = np.concatenate(d) if d else np.zeros(0)
+    instance dataset (see :func:`dataset_areas`); ``None`` when it has none."""
+    d = equivalent_diameters(dataset_areas(dataset, max_samples=max_samples))
     return float(np.median(d)) if d.size else None
 
 

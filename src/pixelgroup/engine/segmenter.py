@@ -33,14 +33,24 @@ bfloat16 (~3x faster on CPUs with native bfloat16 (AMX, AVX512-BF16); outputs di
 ``"auto"`` (default): ``"bf16"`` on a CPU with native bfloat16, else ``"fused"``."""
 
 
+def _cpu_has(check: str) -> bool:
+    """One of torch's (private) CPU feature checks, ``False`` where this build has none."""
+    fn = getattr(torch.cpu, check, None)
+    try:
+        return bool(fn()) if fn is not None else False
+    except RuntimeError:
+        return False
+
+
+def amx_cpu() -> bool:
+    """Whether this CPU has AMX tiles (bfloat16 matrix units: bfloat16 training ~2x faster)."""
+    return _cpu_has("_is_amx_tile_supported")
+
+
 def native_bf16_cpu() -> bool:
     """Whether this CPU computes bfloat16 natively (AMX tiles or AVX512-BF16), where bfloat16
     convolutions are faster than float32 ones (elsewhere they are emulated and slower)."""
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    try:
-        return any(bool(check()) for check in checks if check is not None)
-    except RuntimeError:  # a build without these checks
-        return False
+    return amx_cpu() or _cpu_has("_is_avx512_bf16_supported")
 
 
 def resolve_inference(inference: str, device: torch.device) -> str:

@@ -24,13 +24,13 @@ from ..config import RunConfig, config_from_dict, save_config
 from ..data.transforms import TrainingCrops
 from ..fileio import atomic_write_text
 from .build import build_loss, build_model, get_method, grouper_spec
-from .calibrate import Calibration, calibrate, default_min_size, median_area
+from .calibrate import Calibration, calibrate, default_min_size
 from .checkpoint import BEST, LAST, init_weights, load_weights, read_checkpoint, save_checkpoint, update_checkpoint
 from .datasets import check_before_training, check_n_classes, open_datasets
-from .diameter import dataset_diameter
+from .diameter import dataset_areas, equivalent_diameters
 from .distributed import Ranks
 from .errors import TrainingError
-from .segmenter import Segmenter
+from .segmenter import Segmenter, amx_cpu
 from .state import fit_state
 from .validate import evaluate_segmenter
 from .zoo import resolve_model
@@ -117,11 +117,8 @@ def forward_dtype(precision: str, device: torch.device) -> torch.dtype:
     about 2x faster, the loss terms within 0.5% and the gradients at cosine > 0.999 of float32,
     ``benchmarks/train_throughput.py``), float32 elsewhere (CPUs without AMX are often slower in bf16).
     """
-    if precision not in ("auto", "float32", "bfloat16"):
-        raise TrainingError(f"train.precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}")
-    if precision == "auto":
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-        return torch.bfloat16 if device.type == "cpu" and amx() else torch.float32
+    if precision == "auto":  # the value itself is checked when the config is built
+        return torch.bfloat16 if device.type == "cpu" and amx_cpu() else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
@@ -169,8 +166,10 @@ class _Trainer:
         self.history: list[dict[str, Any]] = []
         self.method_state: dict | None = None
         self.data_root: str | None = None
-        self.object_diameter = dataset_diameter(train_ds) if self.method.task == "instance" else None
-        self.median_area = median_area(train_ds) if self.method.task == "instance" else None
+        # the training objects' size: for diameter= at prediction and the grouping's minimum size
+        areas = dataset_areas(train_ds) if self.method.task == "instance" else np.zeros(0)
+        self.object_diameter = float(np.median(equivalent_diameters(areas))) if areas.size else None
+        self.median_area = float(np.median(areas)) if areas.size else None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context of the network's forward: bfloat16 autocast or nothing (``train.precision``)."""
@@ -238,7 +237,6 @@ class _Trainer:
         if self.method.task != "instance" or not (self.run_dir / BEST).is_file():
             return None
         seg = Segmenter.from_checkpoint(self.run_dir / BEST, device=self.device)
-        seg.grouper_params.update((self.start_grouping() or {}).get("params", {}))
         t0 = time.monotonic()
         cal = calibrate(seg, self.val_ds, user=self.cfg.grouping.params, area=self.median_area)
         if cal is None:
@@ -372,7 +370,7 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     grouper_spec(cfg)
     check_before_training(cfg, data)
     datasets = open_datasets(cfg, data, val)
-    train_ds, val_ds = datasets
+    train_ds, val_ds = datasets.train, datasets.val
     log.info("%s", datasets.how)
     n_data = getattr(train_ds, "n_classes", None)
     if method.task == "semantic" and n_data and cfg.model.n_classes == 1:
@@ -396,10 +394,9 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     with _stop_requests() as stop:
         calibration = _train_loop(tr, progress=progress, stop=stop)
     held_out = next((h for h in tr.history if h.get("step") == tr.best_step), {})
-    result = FitResult(run_dir, tr.step, tr.elapsed, tr.best, tr.best_step, tr.history, tr.eval_model,
-                       validation=datasets.how, held_out={k: v for k, v in held_out.items() if k not in ("step",)},
-                       calibration=calibration)
-    return result
+    return FitResult(run_dir, tr.step, tr.elapsed, tr.best, tr.best_step, tr.history, tr.eval_model,
+                     validation=datasets.how, held_out={k: v for k, v in held_out.items() if k != "step"},
+                     calibration=calibration)
 
 
 def _record(tr: _Trainer, writer, results: dict[str, Any]) -> None:
