@@ -44,7 +44,13 @@ class DataConfig:
             large enough, with a margin so no object is in both parts; see
             :mod:`pixelgroup.data.regions`), ``images`` (whole images) or ``auto`` (regions below
             8 images, whole images from 8 on).
-        augment: random flips and 90-degree rotations.
+        augment: random flips and 90-degree rotations, and the intensity changes below.
+        gain: range of the random intensity gain of each training crop (log-uniform; applied to the
+            normalised image, as StarDist's example augmenter does), so that a test image
+            normalised brighter or darker than the training images is still in distribution;
+            ``[1, 1]`` = none.
+        shift: largest random intensity offset of each training crop (uniform in ``[-shift,
+            shift]``, normalised units); 0 = none.
         scale: pixel-size rescaling applied to every image before the network (1 = none).
     """
 
@@ -59,6 +65,8 @@ class DataConfig:
     val_fraction: float = 0.15
     val_split: str = "auto"
     augment: bool = True
+    gain: tuple[float, float] = (0.6, 2.0)
+    shift: float = 0.2
     scale: float = 1.0
 
 
@@ -221,6 +229,8 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.batch_size": (lambda v: v >= 1, ">= 1"),
     "data.val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "data.scale": (lambda v: v > 0, "> 0"),
+    "data.gain": (lambda v: 0 < v[0] <= v[1], "two numbers 0 < low <= high"),
+    "data.shift": (lambda v: v >= 0, ">= 0"),
     "data.val_split": (lambda v: v in ("auto", "regions", "images"), "one of auto, regions, images"),
     "model.width": (lambda v: v >= 1, ">= 1"),
     "model.depth": (lambda v: v >= 1, ">= 1"),
@@ -268,7 +278,7 @@ def _check_value(cls: type, name: str, value: Any, key: str) -> None:
     example = _EXAMPLES.get(key, f.default if f.default is not dataclasses.MISSING else None)
     ok, words = _type_ok(value, typing.get_type_hints(cls)[name])
     check, rule = _RANGES.get(key, (None, ""))
-    if key == "data.normalize":
+    if key in ("data.normalize", "data.gain"):
         words, rule = rule, ""
     expected = f"{words.removesuffix(' or null')} {rule}".strip()
     if words.endswith(" or null") and "null" not in expected:
@@ -296,7 +306,7 @@ def _build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
             kwargs[name] = _build(sub, value, key)
             continue
         _check_value(cls, name, value, key)
-        if name == "normalize":
+        if typing.get_origin(typing.get_type_hints(cls)[name]) is tuple:
             kwargs[name] = tuple(float(v) for v in value)
         else:
             kwargs[name] = value

@@ -132,12 +132,44 @@ def test_default_length_gives_many_crops_for_tiny_datasets():
     assert len(TrainingCrops(ds, length=5)) == 5
 
 
+def test_intensity_change_is_one_gain_and_offset_per_crop_within_the_ranges():
+    sample = _labelled_sample(h=16, w=16)
+    sample["image"] = sample["image"] + 1.0  # no zero pixels: every pixel shows the gain
+    plain = TrainingCrops(_ListDataset([sample]), crop_size=16, length=200, seed=3)
+    changed = TrainingCrops(_ListDataset([sample]), crop_size=16, length=200, seed=3, gain=(0.5, 2.0), shift=0.25)
+    gains, offsets = [], []
+    for i in range(len(plain)):
+        a, b = plain[i], changed[i]
+        assert torch.equal(a["segments"], b["segments"])  # same geometry: only the intensity differs
+        x, y = a["image"].double().flatten(), b["image"].double().flatten()
+        gain, offset = np.polyfit(x.numpy(), y.numpy(), 1)  # y = gain * x + offset, exactly
+        assert torch.allclose(y, gain * x + offset, atol=1e-4)
+        gains.append(gain)
+        offsets.append(offset)
+    gains, offsets = np.array(gains), np.array(offsets)
+    assert 0.5 - 1e-6 <= gains.min() < 0.6 and 1.8 < gains.max() <= 2.0 + 1e-6  # the whole range is used
+    assert 0.4 < np.mean(gains < 1.0) < 0.6  # log-uniform: as many darker as brighter crops
+    assert -0.25 - 1e-6 <= offsets.min() < -0.2 and 0.2 < offsets.max() <= 0.25 + 1e-6
+
+
+def test_intensity_change_only_with_augment_and_off_by_default():
+    sample = _labelled_sample()
+    for crops in (TrainingCrops(_ListDataset([sample]), crop_size=16, length=20),
+                  TrainingCrops(_ListDataset([sample]), crop_size=16, length=20, augment=False, gain=(0.5, 2), shift=1)):
+        for i in range(len(crops)):
+            assert torch.equal(crops[i]["image"][0].long(), crops[i]["instances"])  # values untouched
+
+
 def test_bad_arguments_and_samples():
     ds = _ListDataset([_labelled_sample()])
     with pytest.raises(ValueError, match="crop_size must be a positive"):
         TrainingCrops(ds, crop_size=0)
     with pytest.raises(ValueError, match=r"foreground_bias is a probability in \[0, 1\], got 2"):
         TrainingCrops(ds, foreground_bias=2)
+    with pytest.raises(ValueError, match="gain must be 0 < low <= high"):
+        TrainingCrops(ds, gain=(2.0, 1.0))
+    with pytest.raises(ValueError, match="shift >= 0"):
+        TrainingCrops(ds, shift=-0.1)
     with pytest.raises(ValueError, match="non-empty"):
         TrainingCrops(_ListDataset([]))
     bad = _labelled_sample()

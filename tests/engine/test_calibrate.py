@@ -102,4 +102,4 @@ def test_mean_ap_counts_over_the_whole_dataset():
     pred[12:18, 12:18] = 0
     score, ap = mean_ap([gt, gt], [gt, pred])
     assert ap["ap_dsb@0.50"] == pytest.approx(3 / 4) and score == pytest.approx(3 / 4)
-    assert min_size_candidates(None) == () and default_min_size(350.0) == 35
+    assert min_size_candidates(None) == () and default_min_size(350.0) == 18  # 0.05 x, rounded

@@ -1,4 +1,4 @@
-"""Training crops with flips and 90-degree rotations; padding images to a multiple for prediction.
+"""Training crops with flips, 90-degree rotations and intensity changes; padding images to a multiple for prediction.
 
 Axis order: samples hold ``image`` ``(H, W, C)`` and label images ``(H, W)`` (numpy); the crops are
 torch tensors ``image`` ``(C, h, w)`` and labels ``(h, w)``.
@@ -26,7 +26,8 @@ MIN_ITEMS_PER_EPOCH = 256
 
 
 class TrainingCrops(Dataset):
-    """Random (foreground-biased) square crops of a dataset's samples, randomly flipped and rotated.
+    """Random (foreground-biased) square crops of a dataset's samples, randomly flipped, rotated and
+    (optionally) changed in intensity.
 
     Item ``i`` is a crop of sample ``i % len(dataset)``; its randomness comes only from
     ``(seed, epoch, i)``, so the crops are the same for any number of data-loader workers. Call
@@ -40,7 +41,11 @@ class TrainingCrops(Dataset):
     Args:
         dataset: a map-style dataset of samples (see :mod:`pixelgroup.data.base`).
         crop_size: side of the square crops, pixels.
-        augment: apply one of the 8 flips/90-degree rotations, uniformly at random.
+        augment: apply one of the 8 flips/90-degree rotations, uniformly at random, and the
+            intensity change below.
+        gain: ``(low, high)``: multiply each crop (all channels alike) by a gain drawn log-uniformly
+            from this range; ``(1, 1)`` (the default) = no change.
+        shift: then add an offset drawn uniformly from ``[-shift, shift]``; 0 = no change.
         length: items per epoch; default ``len(dataset) * ceil(256 / len(dataset))`` (at least 256).
         seed: base random seed.
         foreground_bias: probability that a crop is centred (with jitter) on a random foreground
@@ -56,6 +61,8 @@ class TrainingCrops(Dataset):
         length: int | None = None,
         seed: int = 0,
         foreground_bias: float = 0.5,
+        gain: tuple[float, float] = (1.0, 1.0),
+        shift: float = 0.0,
     ) -> None:
         n = len(dataset) if isinstance(dataset, Sized) else 0
         if n == 0:
@@ -66,12 +73,16 @@ class TrainingCrops(Dataset):
             raise ValueError(f"length must be >= 1 items per epoch, got {length}")
         if not 0.0 <= foreground_bias <= 1.0:
             raise ValueError(f"foreground_bias is a probability in [0, 1], got {foreground_bias}")
+        if not 0.0 < gain[0] <= gain[1] or not shift >= 0.0:
+            raise ValueError(f"gain must be 0 < low <= high and shift >= 0, got gain={gain}, shift={shift}")
         self.dataset = dataset
         self.crop_size = int(crop_size)
         self.augment = augment
         self.length = length if length is not None else n * math.ceil(MIN_ITEMS_PER_EPOCH / n)
         self.seed = seed
         self.foreground_bias = foreground_bias
+        self.gain = (float(gain[0]), float(gain[1]))
+        self.shift = float(shift)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -94,11 +105,20 @@ class TrainingCrops(Dataset):
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             image = _dihedral(image, k, flip)
             labels = {key: _dihedral(v, k, flip) for key, v in labels.items()}
+            image = self._intensity(rng, image)
         out: dict[str, Any] = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))}
         out.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in labels.items()})
         if "name" in sample:
             out["name"] = sample["name"]
         return out
+
+    def _intensity(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+        """``image * gain + offset`` with a random gain and offset (the image itself when both are off)."""
+        if self.gain == (1.0, 1.0) and self.shift == 0.0:
+            return image
+        gain = math.exp(rng.uniform(math.log(self.gain[0]), math.log(self.gain[1])))
+        offset = rng.uniform(-self.shift, self.shift)
+        return (image * np.float32(gain) + np.float32(offset)).astype(np.float32, copy=False)
 
     def _origin(self, rng: np.random.Generator, shape: tuple[int, int], instances: np.ndarray) -> tuple[int, int]:
         """Top-left corner ``(y0, x0)`` of the crop; negative when the image is smaller (padding)."""

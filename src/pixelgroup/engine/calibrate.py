@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 
 MIN_SIZE_FRACTIONS = (0.05, 0.1, 0.2, 0.35)
 """Candidates of ``min_size`` as fractions of the training objects' median area."""
-DEFAULT_MIN_SIZE_FRACTION = 0.1
-"""``min_size`` before calibration: a tenth of the median training object (EmbedSeg's 36 px for nuclei
-of ~350 px)."""
+DEFAULT_MIN_SIZE_FRACTION = 0.05
+"""``min_size`` before calibration: a twentieth of the median training object (between Cellpose's 15 px
+for cells of ~700 px and EmbedSeg's 36 px for nuclei of ~350 px): objects cut by the image border
+are often this small, and calibration raises it when the held-out part shows small false positives."""
 MAX_PIXELS = 16_000_000
 """Validation pixels whose network outputs are kept for calibration (the first images up to this)."""
 HYSTERESIS = 0.002
