@@ -154,8 +154,9 @@ def test_intensity_change_is_one_gain_and_offset_per_crop_within_the_ranges():
 
 def test_intensity_change_only_with_augment_and_off_by_default():
     sample = _labelled_sample()
-    for crops in (TrainingCrops(_ListDataset([sample]), crop_size=16, length=20),
-                  TrainingCrops(_ListDataset([sample]), crop_size=16, length=20, augment=False, gain=(0.5, 2), shift=1)):
+    ds = _ListDataset([sample])
+    for crops in (TrainingCrops(ds, crop_size=16, length=20),
+                  TrainingCrops(ds, crop_size=16, length=20, augment=False, gain=(0.5, 2), shift=1)):
         for i in range(len(crops)):
             assert torch.equal(crops[i]["image"][0].long(), crops[i]["instances"])  # values untouched
 
