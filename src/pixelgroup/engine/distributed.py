@@ -14,6 +14,7 @@ TensorBoard scalars and the progress bar while the others wait.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,8 +78,13 @@ def setup(spec: DistributedSpec, device: str | torch.device) -> torch.device:
 
 
 def teardown() -> None:
-    """Leave the process group (if one is initialised)."""
+    """Leave the process group (if one is initialised).
+
+    Objects still tied to it (a finished run's DistributedDataParallel reducer, kept alive by a
+    reference cycle) are collected first: destroyed after the group, at interpreter exit, gloo can
+    abort the process ("terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
