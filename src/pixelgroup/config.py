@@ -276,9 +276,10 @@ def _check_value(cls: type, name: str, value: Any, key: str) -> None:
     """Raise :class:`ConfigError` unless ``value`` fits the field's type and range."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
     example = _EXAMPLES.get(key, f.default if f.default is not dataclasses.MISSING else None)
-    ok, words = _type_ok(value, typing.get_type_hints(cls)[name])
+    hint = typing.get_type_hints(cls)[name]
+    ok, words = _type_ok(value, hint)
     check, rule = _RANGES.get(key, (None, ""))
-    if key in ("data.normalize", "data.gain"):
+    if typing.get_origin(hint) is tuple and rule:  # "two percentiles 0 <= low < high", not "a list of 2 numbers"
         words, rule = rule, ""
     expected = f"{words.removesuffix(' or null')} {rule}".strip()
     if words.endswith(" or null") and "null" not in expected:
