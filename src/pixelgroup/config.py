@@ -44,7 +44,10 @@ class DataConfig:
             large enough, with a margin so no object is in both parts; see
             :mod:`pixelgroup.data.regions`), ``images`` (whole images) or ``auto`` (regions below
             8 images, whole images from 8 on).
-        augment: random flips and 90-degree rotations, and the intensity changes below.
+        augment: random flips and 90-degree rotations, and the zoom and intensity changes below.
+        zoom: range of the random magnification of each training crop (log-uniform, as Cellpose's
+            0.75-1.25 scale augmentation), so that objects a little larger or smaller than the
+            training ones are still in distribution; ``[1, 1]`` = none.
         gain: range of the random intensity gain of each training crop (log-uniform; applied to the
             normalised image, as StarDist's example augmenter does), so that a test image
             normalised brighter or darker than the training images is still in distribution;
@@ -65,6 +68,7 @@ class DataConfig:
     val_fraction: float = 0.15
     val_split: str = "auto"
     augment: bool = True
+    zoom: tuple[float, float] = (0.75, 1.33)
     gain: tuple[float, float] = (0.6, 2.0)
     shift: float = 0.2
     scale: float = 1.0
@@ -229,6 +233,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.batch_size": (lambda v: v >= 1, ">= 1"),
     "data.val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "data.scale": (lambda v: v > 0, "> 0"),
+    "data.zoom": (lambda v: 0 < v[0] <= v[1], "two numbers 0 < low <= high"),
     "data.gain": (lambda v: 0 < v[0] <= v[1], "two numbers 0 < low <= high"),
     "data.shift": (lambda v: v >= 0, ">= 0"),
     "data.val_split": (lambda v: v in ("auto", "regions", "images"), "one of auto, regions, images"),

@@ -161,6 +161,55 @@ def test_intensity_change_only_with_augment_and_off_by_default():
             assert torch.equal(crops[i]["image"][0].long(), crops[i]["instances"])  # values untouched
 
 
+def _blocks_sample(h=96, w=96, side=4):
+    """No background: ``side`` x ``side`` blocks with distinct ids, the image equal to the ids."""
+    ids = (np.arange(h)[:, None] // side) * (w // side + 1) + np.arange(w)[None, :] // side + 1
+    return {"image": ids[..., None].astype(np.float32), "instances": ids.astype(np.int64), "name": "blocks"}
+
+
+def _inner_block_sides(labels: torch.Tensor) -> list[int]:
+    """Heights of the blocks that do not touch the crop's edge."""
+    lab = labels.numpy()
+    edge = set(np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])))
+    sides = []
+    for k in np.unique(lab):
+        if k not in edge:
+            rows = np.flatnonzero((lab == k).any(axis=1))
+            sides.append(int(rows.size))
+    return sides
+
+
+def test_zoom_magnifies_by_the_drawn_factor_image_and_labels_aligned():
+    ds = _ListDataset([_blocks_sample()])
+    for z in (2.0, 0.5):
+        crops = TrainingCrops(ds, crop_size=32, length=6, zoom=(z, z), foreground_bias=0.0)
+        for i in range(len(crops)):
+            item = crops[i]
+            assert item["image"].shape == (1, 32, 32) and item["instances"].shape == (32, 32)
+            assert set(_inner_block_sides(item["instances"])) <= {int(4 * z) - 1, int(4 * z), int(4 * z) + 1}
+            assert _inner_block_sides(item["instances"])
+    crops = TrainingCrops(ds, crop_size=32, length=6, zoom=(2.0, 2.0))
+    for i in range(len(crops)):  # bilinear image and nearest labels share pixel centres
+        lab, img = crops[i]["instances"].numpy(), crops[i]["image"][0].numpy()
+        pad = np.pad(lab, 1, mode="edge")
+        uniform = np.all([pad[1 + dy : 33 + dy, 1 + dx : 33 + dx] == lab for dy in (-1, 0, 1) for dx in (-1, 0, 1)],
+                         axis=0)
+        assert uniform.mean() > 0.3
+        np.testing.assert_allclose(img[uniform], lab[uniform], rtol=0, atol=1e-3)
+
+
+def test_zoom_range_is_log_uniform_and_only_with_augment():
+    ds = _ListDataset([_blocks_sample(h=160, w=160, side=8)])
+    crops = TrainingCrops(ds, crop_size=48, length=120, zoom=(0.5, 2.0), seed=1)
+    medians = np.array([np.median(_inner_block_sides(crops[i]["instances"])) / 8 for i in range(len(crops))])
+    assert medians.min() < 0.6 and medians.max() > 1.8  # the whole range is used
+    assert 0.35 < np.mean(medians < 1.0) < 0.65  # log-uniform: as many shrunk as magnified crops
+    plain = TrainingCrops(ds, crop_size=48, length=10, augment=False, seed=1)
+    off = TrainingCrops(ds, crop_size=48, length=10, augment=False, zoom=(0.5, 2.0), seed=1)
+    assert all(torch.equal(plain[i]["instances"], off[i]["instances"]) for i in range(10))
+    assert all(torch.equal(off[i]["image"][0].long(), off[i]["instances"]) for i in range(10))
+
+
 def test_bad_arguments_and_samples():
     ds = _ListDataset([_labelled_sample()])
     with pytest.raises(ValueError, match="crop_size must be a positive"):
@@ -171,6 +220,8 @@ def test_bad_arguments_and_samples():
         TrainingCrops(ds, gain=(2.0, 1.0))
     with pytest.raises(ValueError, match="shift >= 0"):
         TrainingCrops(ds, shift=-0.1)
+    with pytest.raises(ValueError, match=r"zoom must be 0 < low <= high, got \(2.0, 1.0\)"):
+        TrainingCrops(ds, zoom=(2.0, 1.0))
     with pytest.raises(ValueError, match="non-empty"):
         TrainingCrops(_ListDataset([]))
     bad = _labelled_sample()

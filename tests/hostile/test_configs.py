@@ -31,6 +31,8 @@ YAML_CASES = [
     ("data.gain", "data: {gain: [2, 0.5]}", "0 < low <= high"),
     ("data.gain", "data: {gain: 1}", "0 < low <= high"),
     ("data.shift", "data: {shift: -0.1}", ">= 0"),
+    ("data.zoom", "data: {zoom: [1.3, 0.7]}", "0 < low <= high"),
+    ("data.zoom", "data: {zoom: [0, 1]}", "0 < low <= high"),
     ("data.val_fraction", "data: {val_fraction: 1.5}", "in [0, 1)"),
     ("data.augment", "data: {augment: sometimes}", "true or false"),
     ("model.width", "model: {width: 0}", ">= 1"),

@@ -1,4 +1,4 @@
-"""Training crops with flips, 90-degree rotations and intensity changes; padding images to a multiple for prediction.
+"""Training crops with flips, 90-degree rotations, zoom and intensity changes; padding for prediction.
 
 Axis order: samples hold ``image`` ``(H, W, C)`` and label images ``(H, W)`` (numpy); the crops are
 torch tensors ``image`` ``(C, h, w)`` and labels ``(h, w)``.
@@ -27,7 +27,7 @@ MIN_ITEMS_PER_EPOCH = 256
 
 class TrainingCrops(Dataset):
     """Random (foreground-biased) square crops of a dataset's samples, randomly flipped, rotated and
-    (optionally) changed in intensity.
+    (optionally) zoomed and changed in intensity.
 
     Item ``i`` is a crop of sample ``i % len(dataset)``; its randomness comes only from
     ``(seed, epoch, i)``, so the crops are the same for any number of data-loader workers. Call
@@ -42,7 +42,11 @@ class TrainingCrops(Dataset):
         dataset: a map-style dataset of samples (see :mod:`pixelgroup.data.base`).
         crop_size: side of the square crops, pixels.
         augment: apply one of the 8 flips/90-degree rotations, uniformly at random, and the
-            intensity change below.
+            zoom and intensity change below.
+        zoom: ``(low, high)``: magnify each crop by a factor drawn log-uniformly from this range
+            (a window of ``crop_size / zoom`` pixels resampled to ``crop_size``: the image
+            bilinearly, antialiased when shrinking, the label arrays by nearest neighbour);
+            ``(1, 1)`` (the default) = no change.
         gain: ``(low, high)``: multiply each crop (all channels alike) by a gain drawn log-uniformly
             from this range; ``(1, 1)`` (the default) = no change.
         shift: then add an offset drawn uniformly from ``[-shift, shift]``; 0 = no change.
@@ -63,6 +67,7 @@ class TrainingCrops(Dataset):
         foreground_bias: float = 0.5,
         gain: tuple[float, float] = (1.0, 1.0),
         shift: float = 0.0,
+        zoom: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         n = len(dataset) if isinstance(dataset, Sized) else 0
         if n == 0:
@@ -75,6 +80,8 @@ class TrainingCrops(Dataset):
             raise ValueError(f"foreground_bias is a probability in [0, 1], got {foreground_bias}")
         if not 0.0 < gain[0] <= gain[1] or not shift >= 0.0:
             raise ValueError(f"gain must be 0 < low <= high and shift >= 0, got gain={gain}, shift={shift}")
+        if not 0.0 < zoom[0] <= zoom[1]:
+            raise ValueError(f"zoom must be 0 < low <= high, got {zoom}")
         self.dataset = dataset
         self.crop_size = int(crop_size)
         self.augment = augment
@@ -83,6 +90,7 @@ class TrainingCrops(Dataset):
         self.foreground_bias = foreground_bias
         self.gain = (float(gain[0]), float(gain[1]))
         self.shift = float(shift)
+        self.zoom = (float(zoom[0]), float(zoom[1]))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -98,9 +106,12 @@ class TrainingCrops(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         sample = self.dataset[index % len(self.dataset)]
         image, labels = _split_sample(sample)
-        y0, x0 = self._origin(rng, image.shape[:2], labels["instances"])
-        image = _crop(image, y0, x0, self.crop_size, 0.0)
-        labels = {k: _crop(v, y0, x0, self.crop_size, IGNORE) for k, v in labels.items()}
+        window = self._window(rng) if self.augment else self.crop_size
+        y0, x0 = self._origin(rng, image.shape[:2], labels["instances"], window)
+        image = _crop(image, y0, x0, window, 0.0)
+        labels = {k: _crop(v, y0, x0, window, IGNORE) for k, v in labels.items()}
+        if window != self.crop_size:
+            image, labels = _resample(image, labels, self.crop_size)
         if self.augment:
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             image = _dihedral(image, k, flip)
@@ -120,9 +131,18 @@ class TrainingCrops(Dataset):
         offset = rng.uniform(-self.shift, self.shift)
         return (image * np.float32(gain) + np.float32(offset)).astype(np.float32, copy=False)
 
-    def _origin(self, rng: np.random.Generator, shape: tuple[int, int], instances: np.ndarray) -> tuple[int, int]:
-        """Top-left corner ``(y0, x0)`` of the crop; negative when the image is smaller (padding)."""
-        cs = self.crop_size
+    def _window(self, rng: np.random.Generator) -> int:
+        """Side of the image window that becomes the crop: ``crop_size / zoom`` for a random zoom
+        (``crop_size`` itself, drawing nothing, when the zoom is off)."""
+        if self.zoom == (1.0, 1.0):
+            return self.crop_size
+        zoom = math.exp(rng.uniform(math.log(self.zoom[0]), math.log(self.zoom[1])))
+        return max(1, round(self.crop_size / zoom))
+
+    def _origin(
+        self, rng: np.random.Generator, shape: tuple[int, int], instances: np.ndarray, cs: int
+    ) -> tuple[int, int]:
+        """Top-left corner ``(y0, x0)`` of a ``cs`` x ``cs`` window; negative when the image is smaller (padding)."""
         lo = [min(0, s - cs) for s in shape]  # ranges keep the crop inside the image, or the
         hi = [max(0, s - cs) for s in shape]  # image inside the crop when it is smaller
         if rng.random() < self.foreground_bias:
@@ -167,6 +187,19 @@ def _crop(array: np.ndarray, y0: int, x0: int, size: int, fill: float) -> np.nda
     ye, xe = min(y0 + size, h), min(x0 + size, w)
     out[ys - y0 : ye - y0, xs - x0 : xe - x0] = array[ys:ye, xs:xe]
     return out
+
+
+def _resample(
+    image: np.ndarray, labels: dict[str, np.ndarray], size: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A square window ``image (w, w, C)`` and its ``(w, w)`` label arrays resampled to ``size``:
+    the image bilinearly (antialiased when shrinking), the labels by nearest neighbour, both with
+    pixel centres at ``(i + 0.5) * w / size``."""
+    w = image.shape[0]
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=w > size)
+    near = np.minimum(((np.arange(size) + 0.5) * (w / size)).astype(np.intp), w - 1)
+    return x[0].numpy().transpose(1, 2, 0), {k: v[np.ix_(near, near)] for k, v in labels.items()}
 
 
 def _dihedral(array: np.ndarray, k: int, flip: bool) -> np.ndarray:

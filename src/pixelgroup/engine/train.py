@@ -294,7 +294,8 @@ def _loader(tr: _Trainer) -> DataLoader:
     cfg = tr.cfg
     crops = TrainingCrops(tr.train_ds, crop_size=cfg.data.crop_size, augment=cfg.data.augment,
                           length=(cfg.train.steps + 1) * cfg.data.batch_size * tr.ranks.world_size,
-                          seed=cfg.train.seed, gain=cfg.data.gain, shift=cfg.data.shift)
+                          seed=cfg.train.seed, gain=cfg.data.gain, shift=cfg.data.shift,
+                          zoom=cfg.data.zoom)
     sampler = _CropStream(tr.step, cfg.train.steps, cfg.data.batch_size, tr.ranks)
     return DataLoader(crops, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
                       num_workers=cfg.train.num_workers, persistent_workers=cfg.train.num_workers > 0,
