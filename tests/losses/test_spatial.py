@@ -10,8 +10,9 @@ import torch
 
 from pixelgroup.losses.base import LOSSES
 from pixelgroup.losses.lovasz import lovasz_hinge
-from pixelgroup.losses.spatial import SpatialEmbeddingLoss, _medoids, spatial_embedding_loss
+from pixelgroup.losses.spatial import SpatialEmbeddingLoss, spatial_embedding_loss
 from pixelgroup.ops.coords import coordinate_grid, raw_sigma_for_radius, sigma_precision
+from pixelgroup.ops.medoids import medoids
 from pixelgroup.types import ModelOutput
 
 KEYS = {"instance", "var", "seed", "total"}
@@ -53,7 +54,7 @@ def oracle_output(lab, *, scale, center="centroid", radius_px=1.0, dtype=torch.f
             c = torch.stack([ys.double().mean(), xs.double().mean()])
         else:
             pix = torch.stack([ys, xs], 1)
-            c = _medoids(pix, torch.zeros_like(ys), torch.tensor([ys.numel()]))[0].double()
+            c = medoids(pix, torch.zeros_like(ys), torch.tensor([ys.numel()]))[0].double()
         offset[:, m] = torch.atanh(c[:, None].to(dtype) * scale - grid[:, m])
         seed[:, m] = 30.0
     sigma = torch.full((1, 1, h, w), raw_sigma_for_radius(radius_px, scale=scale), dtype=dtype)
@@ -180,41 +181,12 @@ def test_oracle_is_near_zero_and_random_is_large(center):
     assert rnd["instance"].item() > 0.5 and rnd["total"].item() > 1.0
 
 
-def test_medoid_of_l_shape_and_oracle_centre_mismatch():
-    # L-shape: bar (0..5, 0), foot (5, 1..3). Summed distances (by hand):
-    #   (5, 0): 5+4+3+2+1 + 1+2+3 = 21
-    #   (4, 0): 4+3+2+1 + 1 + sqrt2+sqrt5+sqrt10 = 11 + 6.81 = 17.81
-    #   (3, 0): 3+2+1+1+2 + sqrt5+sqrt8+sqrt13 = 9 + 8.67 = 17.67      <- minimum
-    #   (2, 0): 2+1+1+2+3 + sqrt10+sqrt13+sqrt18 = 9 + 11.00 = 20.0
-    # so the medoid is (3, 0), while the centroid (3.89, 0.67) lies off the shape.
-    ys = torch.tensor([0, 1, 2, 3, 4, 5, 5, 5, 5])
-    xs = torch.tensor([0, 0, 0, 0, 0, 0, 1, 2, 3])
-    pts = torch.stack([ys, xs], 1)
-    med = _medoids(pts, torch.zeros(9, dtype=torch.long), torch.tensor([9]))[0]
-    dist = torch.cdist(pts.double(), pts.double()).sum(1)
-    assert tuple(med.tolist()) == tuple(pts[dist.argmin()].double().tolist()) == (3.0, 0.0)
-    # An oracle built for centroids is not an oracle for medoids.
+def test_oracle_for_centroids_is_not_an_oracle_for_medoids():
+    # the L-shape of tests/ops/test_medoids.py: medoid and centroid differ, so the loss sees it
     lab = blobs(24, 20)
     out = oracle_output(lab, scale=1 / 32, center="centroid")
     wrong = spatial_embedding_loss(out, lab[None], coord_scale=1 / 32, center="medoid")
     assert wrong["instance"].item() > 0.1
-
-
-def test_medoid_large_instance_uses_deterministic_subset():
-    # A 48 x 48 square (2304 px > MEDOID_MAX_POINTS references): every pixel is still a candidate,
-    # so the result is one of the four exact medoids (23 or 24, 23 or 24), and it shifts exactly
-    # with the instance. A second, small instance in the same call stays exact.
-    ys, xs = torch.meshgrid(torch.arange(48), torch.arange(48), indexing="ij")
-    square = torch.stack([ys.reshape(-1), xs.reshape(-1)], 1)
-    bar = torch.tensor([[60, 0], [60, 1], [60, 2], [60, 3], [60, 4]])
-    pts = torch.cat([square, bar])
-    owner = torch.cat([torch.zeros(2304, dtype=torch.long), torch.ones(5, dtype=torch.long)])
-    counts = torch.tensor([2304, 5])
-    a = _medoids(pts, owner, counts)
-    b = _medoids(pts + 7, owner, counts)
-    assert torch.equal(a + 7, b)
-    assert (a[0] - 23.5).abs().max().item() == 0.5
-    assert a[1].tolist() == [60.0, 2.0]
 
 
 def test_label_permutation_invariance():

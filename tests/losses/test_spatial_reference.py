@@ -153,7 +153,7 @@ def test_cuda_matches_cpu():
 
 def test_medoids_identical_to_reference():
     # Bit for bit, ties included: rectangles (many equally central pixels) and random pixel sets.
-    from pixelgroup.losses.spatial import _medoids
+    from pixelgroup.ops.medoids import medoids
 
     from .spatial_reference import _medoids as reference_medoids
 
@@ -169,4 +169,4 @@ def test_medoids_identical_to_reference():
             counts = torch.randint(1, 500, (n,), generator=gen)
             pix = torch.randint(0, 64, (int(counts.sum()), 2), generator=gen)
         owner = torch.repeat_interleave(torch.arange(n), counts)
-        assert torch.equal(_medoids(pix, owner, counts), reference_medoids(pix, owner, counts)), trial
+        assert torch.equal(medoids(pix, owner, counts), reference_medoids(pix, owner, counts)), trial

@@ -7,4 +7,5 @@ and :mod:`pixelgroup.registry`, so every component may import it without crossin
 - :mod:`.coords`: pixel coordinate grids and the spatial-embedding transforms (``(y, x)`` order).
 - :mod:`.segments`: per-segment prototypes, majority labels and spherical k-means.
 - :mod:`.recurrent`: the differentiable mean-shift iteration (used by a loss and by groupers).
+- :mod:`.medoids`: per-instance medoids of pixel sets (the spatial loss's centres).
 """
