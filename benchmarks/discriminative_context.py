@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from _common import ROOT, fresh, set_threads, train_and_score
+from _common import FLIPS_ONLY, ROOT, fresh, set_threads, train_and_score
 
 from pixelgroup.config import RunConfig
 from pixelgroup.data.synth import write_synthetic
@@ -33,7 +33,7 @@ def main() -> None:
     for context in (None, "renet"):
         cfg = RunConfig(method="discriminative").replace(**{
             "train.steps": args.steps, "train.val_every": max(100, args.steps // 4), "data.crop_size": 64,
-            "data.batch_size": 8, "model.context": context})
+            "data.batch_size": 8, "model.context": context}, **FLIPS_ONLY)
         r = train_and_score(cfg, train=work / "train", test=work / "test", out=work / f"run_{context}",
                             grouping=[{"name": "hdbscan"}])
         for grouper, res in r["results"].items():

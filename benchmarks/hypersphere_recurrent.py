@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from _common import ROOT, fresh, set_threads, train_and_score
+from _common import FLIPS_ONLY, ROOT, fresh, set_threads, train_and_score
 from PIL import Image
 
 from pixelgroup.config import RunConfig
@@ -54,7 +54,7 @@ def main() -> None:
     for t in args.iterations:
         cfg = RunConfig(method="hypersphere").replace(**{
             "train.steps": args.steps, "train.val_every": max(100, args.steps // 4), "loss.iterations": t,
-            "loss.normalize": args.normalize, "data.crop_size": 64, "data.batch_size": 8})
+            "loss.normalize": args.normalize, "data.crop_size": 64, "data.batch_size": 8}, **FLIPS_ONLY)
         r = train_and_score(cfg, train=work / "train", test=work / "test", out=work / f"run_T{t}")
         rows[f"T={t}"] = r["results"]["meanshift"]
         timing[f"T={t}"] = r

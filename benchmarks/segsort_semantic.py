@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import ROOT, fresh, set_threads, train_and_score
+from _common import FLIPS_ONLY, ROOT, fresh, set_threads, train_and_score
 
 from pixelgroup import fit
 from pixelgroup.config import RunConfig
@@ -56,11 +56,11 @@ def main() -> None:
     write_synthetic_semantic(work / "train", n=args.n_train, size=128, seed=0, palette=args.palette)
     write_synthetic_semantic(work / "test", n=64, size=128, seed=1000, palette=args.palette)
     base = {"train.steps": args.steps, "train.val_every": max(100, args.steps // 4), "data.crop_size": 64,
-            "data.batch_size": 8, "data.format": "semantic_folder", "model.n_classes": 6}
+            "data.batch_size": 8, "data.format": "semantic_folder", "model.n_classes": 6, **FLIPS_ONLY}
     if args.pretrain:
         write_synthetic(work / "pretrain_data", kind="shapes", n=48, size=128, seed=7)
         pre = RunConfig(method="spatial").replace(**{"train.steps": 1200, "train.val_every": 600,
-                                                     "data.crop_size": 64, "data.batch_size": 8})
+                                                     "data.crop_size": 64, "data.batch_size": 8, **FLIPS_ONLY})
         fit(pre, data=work / "pretrain_data", out=work / "pretrain", device="cpu", progress=False)
         base["train.init"] = str(work / "pretrain")
     configs = {
