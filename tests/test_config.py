@@ -31,6 +31,20 @@ def test_unknown_key_lists_valid_keys(tmp_path):
         load_config(p)
 
 
+def test_retired_setting_loads_from_saved_configs_and_is_refused_otherwise(tmp_path):
+    # runs and model files written before data.scale was retired carry "scale: 1.0": they still load
+    saved = RunConfig().to_dict()
+    saved["data"]["scale"] = 1.0
+    assert config_from_dict(saved) == RunConfig()
+    p = tmp_path / "old.yaml"
+    p.write_text("data: {scale: 1, crop_size: 64}\n")
+    assert load_config(p).data.crop_size == 64
+    # any other value did nothing before; now it says so, and what to do instead
+    p.write_text("data: {scale: 0.5}\n")
+    with pytest.raises(ValueError, match=r"old.yaml: config: 'data.scale' is no longer a setting .*--diameter"):
+        load_config(p)
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")

@@ -54,7 +54,6 @@ class DataConfig:
             ``[1, 1]`` = none.
         shift: largest random intensity offset of each training crop (uniform in ``[-shift,
             shift]``, normalised units); 0 = none.
-        scale: pixel-size rescaling applied to every image before the network (1 = none).
     """
 
     format: str = "auto"
@@ -71,7 +70,6 @@ class DataConfig:
     zoom: tuple[float, float] = (0.75, 1.33)
     gain: tuple[float, float] = (0.6, 2.0)
     shift: float = 0.2
-    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -232,7 +230,6 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.crop_size": (lambda v: v >= 1, ">= 1"),
     "data.batch_size": (lambda v: v >= 1, ">= 1"),
     "data.val_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "data.scale": (lambda v: v > 0, "> 0"),
     "data.zoom": (lambda v: 0 < v[0] <= v[1], "two numbers 0 < low <= high"),
     "data.gain": (lambda v: 0 < v[0] <= v[1], "two numbers 0 < low <= high"),
     "data.shift": (lambda v: v >= 0, ">= 0"),
@@ -293,8 +290,20 @@ def _check_value(cls: type, name: str, value: Any, key: str) -> None:
         raise ConfigError(key, value, expected, example)
 
 
+_RETIRED: dict[str, tuple[Any, str]] = {
+    "data.scale": (1.0, "it never rescaled the images; to segment objects of another size, give their "
+                        "diameter at prediction (--diameter, segment(image, diameter=...))"),
+}
+"""Settings that are gone: ``key: (value, why)``. Configs saved with the value (every run and model
+file written before) still load, the key dropped; any other value is an error saying why."""
+
+
 def _build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
     values = dict(values or {})
+    for name in [n for n in values if f"{where}.{n}" in _RETIRED]:
+        value, why = _RETIRED[f"{where}.{name}"]
+        if values.pop(name) != value:
+            raise ValueError(f"config: '{where}.{name}' is no longer a setting ({why}); remove it")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:

@@ -61,6 +61,16 @@ def test_bad_yaml_value_names_key_file_and_fix(tmp_path, capsys, train_args, key
     assert not (tmp_path / "run").exists()
 
 
+def test_retired_setting_is_one_line_exit_2(tmp_path, capsys, train_args):
+    path = tmp_path / "run.yaml"
+    path.write_text("data: {scale: 0.5}\n")
+    args = [a for a in train_args]
+    args[args.index("--config") + 1] = path
+    code, _, err = cli(capsys, *args, "--steps", "1")
+    assert_one_line_error(code, err, str(path), "'data.scale' is no longer a setting", "--diameter")
+    assert not (tmp_path / "run").exists()
+
+
 FLAG_CASES = [("--steps", "0"), ("--steps", "-3"), ("--lr", "0"), ("--lr", "-0.1"), ("--lr", "nan"),
               ("--batch-size", "0"), ("--crop-size", "-32"), ("--minutes", "0"), ("--minutes", "-1")]
 
