@@ -91,3 +91,18 @@ def test_a_minutes_budget_shows_progress_against_time(one_image, tmp_path, capsy
     err = capsys.readouterr().err
     assert "(5 min or 2 steps)" in err and "step=2" in err and "100%" in err
     assert "/2 [" not in err  # not a bar of steps
+
+
+def test_crops_small_for_the_objects_are_warned_about(one_image, tmp_path, caplog):
+    # the discs are ~16 px across: 32 px crops hold two of them across, 64 px crops four
+    cfg = RunConfig().replace(**{"train.steps": 1, "data.batch_size": 2, "data.crop_size": 32})
+    with caplog.at_level("WARNING", logger="pixelgroup.engine.train"):
+        fit(cfg, data=one_image, out=tmp_path / "small", progress=False)
+    warned = [r.getMessage() for r in caplog.records if "few objects fit a crop" in r.getMessage()]
+    assert len(warned) == 1 and "are 16 px across" in warned[0] and "crops 32 px" in warned[0], warned
+    suggested = int(warned[0].rsplit("--crop-size ", 1)[1].rstrip(")"))
+    assert suggested % 32 == 0 and 6 * 16 <= suggested <= 6 * 17 + 32
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pixelgroup.engine.train"):
+        fit(cfg.replace(**{"data.crop_size": 64}), data=one_image, out=tmp_path / "fine", progress=False)
+    assert not [r for r in caplog.records if "few objects fit a crop" in r.getMessage()]

@@ -290,6 +290,20 @@ class _CropStream(Sampler[int]):
         return max(0, self.steps + 1 - self.start) * self.batch
 
 
+CROP_DIAMETERS = 3.0
+"""A training crop narrower than this many median object diameters holds few whole objects: warn."""
+
+
+def _check_crop_size(crop_size: int, diameter: float | None) -> None:
+    """Warn when the training objects are large for the crops (most of each crop's objects cut)."""
+    if diameter is None or crop_size >= CROP_DIAMETERS * diameter:
+        return
+    suggested = 32 * math.ceil(6 * diameter / 32)
+    log.warning("the training objects are %.0f px across (median) and the crops %d px, so few objects fit a crop "
+                "whole; set data.crop_size to about 6 diameters (e.g. %d; --crop-size %d)",
+                diameter, crop_size, suggested, suggested)
+
+
 def _loader(tr: _Trainer) -> DataLoader:
     cfg = tr.cfg
     crops = TrainingCrops(tr.train_ds, crop_size=cfg.data.crop_size, augment=cfg.data.augment,
@@ -383,6 +397,8 @@ def fit(cfg: RunConfig, *, data: str | Path, out: str | Path, val: str | Path | 
     tr = _Trainer(cfg if saved is None else _without_init(cfg), train_ds, val_ds, run_dir, device)
     tr.cfg = cfg
     tr.data_root = str(Path(data).resolve())
+    if tr.ranks.main:
+        _check_crop_size(cfg.data.crop_size, tr.object_diameter)
     if saved is not None:
         tr.resume(run_dir / LAST, saved)
     run_dir.mkdir(parents=True, exist_ok=True)
