@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..ops.resize import resize_image_to, resize_labels
 from .io import DataError
 
 IGNORE = -1
@@ -111,7 +112,9 @@ class TrainingCrops(Dataset):
         image = _crop(image, y0, x0, window, 0.0)
         labels = {k: _crop(v, y0, x0, window, IGNORE) for k, v in labels.items()}
         if window != self.crop_size:
-            image, labels = _resample(image, labels, self.crop_size)
+            size = (self.crop_size, self.crop_size)
+            image = resize_image_to(image, size)
+            labels = {k: resize_labels(v, size) for k, v in labels.items()}
         if self.augment:
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             image = _dihedral(image, k, flip)
@@ -187,19 +190,6 @@ def _crop(array: np.ndarray, y0: int, x0: int, size: int, fill: float) -> np.nda
     ye, xe = min(y0 + size, h), min(x0 + size, w)
     out[ys - y0 : ye - y0, xs - x0 : xe - x0] = array[ys:ye, xs:xe]
     return out
-
-
-def _resample(
-    image: np.ndarray, labels: dict[str, np.ndarray], size: int
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """A square window ``image (w, w, C)`` and its ``(w, w)`` label arrays resampled to ``size``:
-    the image bilinearly (antialiased when shrinking), the labels by nearest neighbour, both with
-    pixel centres at ``(i + 0.5) * w / size``."""
-    w = image.shape[0]
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=w > size)
-    near = np.minimum(((np.arange(size) + 0.5) * (w / size)).astype(np.intp), w - 1)
-    return x[0].numpy().transpose(1, 2, 0), {k: v[np.ix_(near, near)] for k, v in labels.items()}
 
 
 def _dihedral(array: np.ndarray, k: int, flip: bool) -> np.ndarray:

@@ -12,9 +12,8 @@ import logging
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from ..ops.resize import resize_image_to, resize_labels
 from ..types import Instances
 
 log = logging.getLogger(__name__)
@@ -69,19 +68,7 @@ def resize_image(image: np.ndarray, factor: float) -> np.ndarray:
     """``(H, W, C)`` float32 image scaled by ``factor`` (bilinear; antialiased when shrinking)."""
     h, w = image.shape[:2]
     size = (max(1, round(h * factor)), max(1, round(w * factor)))
-    if size == (h, w):
-        return image
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]  # (1, C, H, W)
-    y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=factor < 1)
-    return y[0].permute(1, 2, 0).numpy()
-
-
-def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of ``labels (h, w)`` to ``size = (H, W)`` (pixel centres)."""
-    h, w = labels.shape
-    rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
-    return labels[rows[:, None], cols[None, :]]
+    return image if size == (h, w) else resize_image_to(image, size)
 
 
 def resize_result(result: Instances | np.ndarray, size: tuple[int, int]) -> Instances | np.ndarray:

@@ -8,4 +8,5 @@ and :mod:`pixelgroup.registry`, so every component may import it without crossin
 - :mod:`.segments`: per-segment prototypes, majority labels and spherical k-means.
 - :mod:`.recurrent`: the differentiable mean-shift iteration (used by a loss and by groupers).
 - :mod:`.medoids`: per-instance medoids of pixel sets (the spatial loss's centres).
+- :mod:`.resize`: an image and its labels resized with the same pixel centres.
 """
