@@ -347,7 +347,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         report = predict_on_cluster(args.model, args.inputs, args.out, scheduler=args.scheduler,
                                     device=_device(args.device), overlays=args.overlays, big=big,
                                     overwrite=args.overwrite, strict=args.strict, progress=not args.no_progress,
-                                    diameter=args.diameter, cache_dir=_cache_dir())
+                                    diameter=args.diameter, cache_dir=_cache_dir(), inference=args.inference)
     else:
         seg = load_model(args.model, device=_device(args.device), cache_dir=_cache_dir(), inference=args.inference)
         report = predict_paths(seg, args.inputs, args.out, overlays=args.overlays, progress=not args.no_progress,

@@ -21,7 +21,7 @@ from pixelgroup.engine.segmenter import load_model
 from ._toy import dense_spatial_network
 
 distributed = pytest.importorskip("distributed")
-from pixelgroup.engine.cluster import predict_on_cluster  # noqa: E402
+from pixelgroup.engine.cluster import ModelRef, predict_on_cluster  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,21 @@ def test_files_on_the_cluster_equal_a_local_run(cluster, model, tmp_path):
     assert report.written == [] and len(report.skipped) == 6 and "img99.tif" in report.failed[0][1]
 
 
+def test_workers_run_the_network_as_asked(cluster, model, tmp_path):
+    """``inference`` reaches every worker: the files equal a local run with the same setting."""
+    assert ModelRef(str(model), inference="plain").load().inference == "plain"
+    images = _images(tmp_path / "in", 3, (96, 80))
+    predict_paths(load_model(model, inference="plain"), [images], tmp_path / "local", progress=False)
+    report = predict_on_cluster(model, [images], tmp_path / "dask", scheduler=cluster.scheduler_address,
+                                progress=False, inference="plain")
+    assert len(report.written) == 3
+    local, dask = _files(tmp_path / "local"), _files(tmp_path / "dask")
+    assert all(dask[name] == local[name] for name in local if name.endswith(".tif"))
+    with pytest.raises(ValueError, match="inference must be one of"):
+        predict_on_cluster(model, [images], tmp_path / "bad", scheduler=cluster.scheduler_address, inference="fast")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_big_image_tiles_as_tasks_equal_a_local_run(cluster, model, tmp_path):
     image = np.random.default_rng(1).random((320, 288)).astype(np.float32)
     tifffile.imwrite(tmp_path / "big.tif", image, tile=(64, 64))
@@ -116,8 +131,11 @@ def test_a_lost_worker_is_replaced_and_nothing_is_missing(cluster, model, tmp_pa
 def test_cli_scheduler_local_cluster(model, tmp_path, capsys):
     images = _images(tmp_path / "in", 3, (64, 64))
     assert main(["predict", "--model", str(model), str(images), "--out", str(tmp_path / "out"),
-                 "--scheduler", "local:2", "--no-progress"]) == 0
+                 "--scheduler", "local:2", "--no-progress", "--inference", "plain"]) == 0
     assert "wrote 3 prediction(s)" in capsys.readouterr().out
+    predict_paths(load_model(model, inference="plain"), [images], tmp_path / "local", progress=False)
+    local = _files(tmp_path / "local")
+    assert all(_files(tmp_path / "out")[name] == local[name] for name in local if name.endswith(".tif"))
     assert main(["predict", "--model", str(model), str(images), "--out", str(tmp_path / "o2"),
                  "--scheduler", "local:zero"]) == 2
     assert "give local:N" in capsys.readouterr().err

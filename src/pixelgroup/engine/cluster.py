@@ -34,7 +34,7 @@ from ..data.bigimage import import_zarr, open_frames
 from ..data.io import DataError
 from .predict import PredictReport, failure, plan_prediction, predict_one
 from .predict_big import BigOptions, FrameRef, _create, normalised_reader
-from .segmenter import Segmenter, load_model
+from .segmenter import Inference, Segmenter, load_model
 from .tiling import NetworkBatch, batch_input, grouping_windows, network_batches, read_outputs, stitch_blocks
 from .zoo import resolve_model
 
@@ -43,14 +43,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelRef:
-    """How a worker loads the model: a run folder or checkpoint, a device and grouping overrides."""
+    """How a worker loads the model: a run folder or checkpoint, a device, how the network runs
+    (:data:`~pixelgroup.engine.segmenter.Inference`) and grouping overrides."""
 
     path: str
     device: str = "cpu"
     overrides: tuple[tuple[str, Any], ...] = ()
+    inference: Inference = "auto"
 
     def load(self) -> Segmenter:
-        return load_model(self.path, device=self.device, **dict(self.overrides))
+        return load_model(self.path, device=self.device, inference=self.inference, **dict(self.overrides))
 
 
 _MODELS: dict[ModelRef, Segmenter] = {}
@@ -135,7 +137,7 @@ def predict_on_cluster(model: str | Path, inputs: Sequence[str | Path], out: str
                        device: str = "cpu", overlays: bool = False, big: BigOptions | None = None,
                        overwrite: bool = False, strict: bool = False, progress: bool = True,
                        diameter: float | str | None = None, cache_dir: str | Path | None = None,
-                       **overrides: Any) -> PredictReport:
+                       inference: Inference = "auto", **overrides: Any) -> PredictReport:
     """:func:`~pixelgroup.engine.predict.predict_paths` with the work shared out on a Dask cluster.
 
     Small inputs are one task each, run by the workers; a big image (one that
@@ -143,11 +145,13 @@ def predict_on_cluster(model: str | Path, inputs: Sequence[str | Path], out: str
     network batches and grouping blocks as tasks. ``out`` must be a folder every worker can write.
     ``model``: a run folder, checkpoint or model name (``cache_dir``: the user model folder, see
     :func:`~pixelgroup.engine.segmenter.load_model`); ``diameter``: as :meth:`Segmenter.segment`;
+    ``inference``: how the network runs, here and on every worker (:data:`Inference`);
     ``overrides``: grouping parameters, as :func:`~pixelgroup.engine.segmenter.load_model`.
     Results are those of a local run.
     """
     big, out = big or BigOptions(), Path(out)
-    ref = ModelRef(str(resolve_model(model, cache_dir=cache_dir).resolve()), device, tuple(sorted(overrides.items())))
+    ref = ModelRef(str(resolve_model(model, cache_dir=cache_dir).resolve()), device, tuple(sorted(overrides.items())),
+                   inference)
     seg = ref.load()
     job = plan_prediction(seg, inputs, out, overlays=overlays, big=big, overwrite=overwrite)
     report = job.report
