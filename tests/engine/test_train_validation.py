@@ -73,6 +73,15 @@ def test_predict_uses_the_calibrated_values_and_the_users_win(run):
     assert load_model(run, min_size=3).grouper_params["min_size"] == 3
 
 
+def test_a_whole_image_split_says_how_many_objects_it_holds_out(tmp_path):
+    images = {f"f{i}": disc_image((64, 64), n=3 + i, seed=i) for i in range(8)}
+    data = _write(tmp_path / "data", images)
+    ds = open_datasets(RunConfig(), data, None)  # 8 images: whole images are held out
+    held = [ds.val[i]["instances"] for i in range(len(ds.val))]
+    count = sum(len(np.unique(m[m > 0])) for m in held)
+    assert count > 0 and ds.how == f"validation: {len(held)} of 8 images held out ({count} objects)"
+
+
 def test_images_split_needs_two_images(one_image, tmp_path):
     cfg = RunConfig().replace(**{"data.val_split": "images", "train.steps": 1})
     with pytest.raises(TrainingError, match="val_split: regions"):

@@ -137,7 +137,8 @@ class RegionSplit:
         return text + (f"; {whole} image(s) too small to cut train whole" if whole else "")
 
 
-def _objects(sample: dict[str, Any]) -> int:
+def count_objects(sample: dict[str, Any]) -> int:
+    """Number of instances in a sample's ``"instances" (H, W)`` map (0 without one)."""
     inst = sample.get("instances")
     if inst is None:
         return 0
@@ -168,7 +169,7 @@ def split_regions(dataset, fraction: float, *, min_val_objects: int = 20, max_fr
             train.append(crop_sample(sample, cut.axis, 0, cut.train_end, "[train]"))
             val.append(part_val)
             cuts[str(sample.get("name"))] = cut
-            n_val += _objects(part_val)
+            n_val += count_objects(part_val)
         if not val:
             continue  # a wider band may fit
         result = RegionSplit(SampleList(train, like=dataset), SampleList(val, like=dataset), cuts, float(f), n_val)

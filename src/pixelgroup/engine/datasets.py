@@ -13,7 +13,7 @@ from ..data.check import check_dataset
 from ..data.detect import detect_format
 from ..data.folder import split_names
 from ..data.open import open_dataset
-from ..data.regions import MIN_BAND, split_regions
+from ..data.regions import MIN_BAND, count_objects, split_regions
 from .build import get_method
 from .errors import TrainingError
 
@@ -104,6 +104,8 @@ def open_datasets(cfg: RunConfig, data: str | Path, val: str | Path | None) -> D
             f"{data}: only {len(full.names)} image(s); data.val_split: images needs at least 2 to hold out a "
             "validation image: set data.val_split: regions (a band of the image), or pass --val DIR")
     train_names, val_names = split_names(full.names, cfg.data.val_fraction, cfg.train.seed)
-    return Datasets(open_reader(cfg, data, names=train_names, split=cfg.data.split),
-                    open_reader(cfg, data, names=val_names, split=cfg.data.split),
-                    f"validation: {len(val_names)} of {len(full.names)} images held out")
+    val_ds = open_reader(cfg, data, names=val_names, split=cfg.data.split)
+    how = f"validation: {len(val_names)} of {len(full.names)} images held out"
+    if get_method(cfg).task == "instance":
+        how += f" ({sum(count_objects(val_ds[i]) for i in range(len(val_ds)))} objects)"
+    return Datasets(open_reader(cfg, data, names=train_names, split=cfg.data.split), val_ds, how)
