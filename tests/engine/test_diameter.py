@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pixelgroup.data.synth import synth_nuclei
-from pixelgroup.engine.diameter import median_diameter, object_diameters, resize_image, resize_labels
+from pixelgroup.engine.diameter import median_diameter, object_diameters, resize_image, resize_labels, size_hint
 from pixelgroup.engine.segmenter import load_model
 from pixelgroup.metrics.matching import match
 
@@ -82,3 +82,39 @@ def test_predict_diameter_flag(nuclei, tmp_path):
                                   seg.segment(big, diameter=2 * median_diameter(truth)))
     with pytest.raises(SystemExit):
         main(["predict", "--model", "nuclei", str(tmp_path / "in"), "--out", str(tmp_path / "p2"), "--diameter", "-1"])
+
+
+def test_size_hint_by_hand():
+    assert size_hint(19.0, 13.0) is None and size_hint(9.0, 13.0) is None  # within 1.5x
+    assert size_hint(None, 13.0) is None and size_hint(20.0, None) is None
+    hint = size_hint(40.0, 13.0)
+    assert "3.1x the size this model was trained on (40 px across, median, against 13 px)" in hint
+    assert "--diameter auto" in hint
+    assert "0.5x" in size_hint(6.0, 13.0)
+
+
+def test_predict_says_when_the_objects_are_far_from_the_training_size(nuclei, tmp_path, caplog):
+    import logging
+
+    import tifffile
+
+    from pixelgroup.engine.predict import predict_paths
+
+    seg, image, _ = nuclei
+    # the image at the model's training size, then 3x larger
+    at_size = resize_image(image[..., None], seg.object_diameter / median_diameter(seg.segment(image)))[..., 0]
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a.tif", at_size)
+    with caplog.at_level(logging.INFO, logger="pixelgroup.engine.predict"):
+        predict_paths(seg, [tmp_path / "in"], tmp_path / "same", progress=False)
+    assert "objects found:" in caplog.text and "trained on" not in caplog.text
+    tifffile.imwrite(tmp_path / "in" / "a.tif", resize_image(at_size[..., None], 3.0)[..., 0])
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pixelgroup.engine.predict"):
+        predict_paths(seg, [tmp_path / "in"], tmp_path / "big", progress=False)
+    assert "x the size this model was trained on" in caplog.text and "--diameter auto" in caplog.text
+    assert median_diameter(tifffile.imread(tmp_path / "big" / "a.tif")) > 1.5 * seg.object_diameter
+    caplog.clear()  # given the size, no hint
+    with caplog.at_level(logging.INFO, logger="pixelgroup.engine.predict"):
+        predict_paths(seg, [tmp_path / "in"], tmp_path / "sized", progress=False, diameter="auto")
+    assert "trained on" not in caplog.text and "objects found" not in caplog.text

@@ -81,3 +81,22 @@ def resize_result(result: Instances | np.ndarray, size: tuple[int, int]) -> Inst
     new_id = np.zeros(result.count + 1, np.int32)
     new_id[present] = np.arange(1, present.size + 1, dtype=np.int32)
     return Instances(new_id[labels], result.scores[present - 1], result.classes[present - 1])
+
+
+SIZE_HINT_RATIO = 1.5
+"""Found objects this many times larger (or smaller) than the model's training objects: say so."""
+
+
+def size_hint(found: float | None, trained: float | None) -> str | None:
+    """A one-line hint when objects of median diameter ``found`` (pixels, segmented without
+    rescaling) are far from a model's training size ``trained``: large objects tend to be split
+    and small ones missed or merged, and ``--diameter`` rescales them; ``None`` when they are
+    within :data:`SIZE_HINT_RATIO` of each other or a size is unknown."""
+    if not found or not trained:
+        return None
+    ratio = found / trained
+    if 1.0 / SIZE_HINT_RATIO <= ratio <= SIZE_HINT_RATIO:
+        return None
+    return (f"the objects found are {ratio:.1f}x the size this model was trained on ({found:.0f} px across, median, "
+            f"against {trained:.0f} px); if they are split or merged, predict again with --diameter auto "
+            f"(or their diameter in pixels; diameter= in Python)")

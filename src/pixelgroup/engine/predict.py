@@ -15,6 +15,7 @@ from skimage.segmentation import find_boundaries
 from ..data.bigimage import find_inputs
 from ..data.io import DataError, read_image, write_image_png, write_labels
 from ..fileio import atomic_write_text
+from .diameter import median_diameter, size_hint
 from .outputs import plan_outputs
 from .predict_big import BigOptions, is_finished, needs_lazy, predict_file, result_paths, stem
 from .segmenter import Segmenter
@@ -100,12 +101,22 @@ def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path,
 
     big, out = big or BigOptions(), Path(out)
     job = plan_prediction(seg, inputs, out, overlays=overlays, big=big, overwrite=overwrite)
+    sizes: list[float] = []
     for path in tqdm(job.todo, desc="predict", disable=not progress):
         try:
             job.report.written.append(predict_one(seg, path, out, job.targets[path], lazy=job.lazy[path],
-                                                  big=big, overlays=overlays, progress=progress, diameter=diameter))
+                                                  big=big, overlays=overlays, progress=progress, diameter=diameter,
+                                                  sizes=sizes))
         except (DataError, ValueError) as err:
             job.report.failed.append((path, failure(path, err, strict=strict)))
+    if sizes and seg.object_diameter:
+        found = float(np.median(sizes))
+        hint = size_hint(found, seg.object_diameter)
+        if hint:
+            log.warning("%s", hint)
+        else:
+            log.info("objects found: %.0f px across (median); the model's training objects: %.0f px", found,
+                     seg.object_diameter)
     return job.report
 
 
@@ -157,10 +168,12 @@ def failure(path: Path, err: Exception, *, strict: bool) -> str:
 
 def predict_one(seg: Segmenter, path: Path, out: Path, targets: list[Path], *, lazy: bool, big: BigOptions,
                 overlays: bool = False, progress: bool = False, diameter: float | str | None = None,
-                tiler=None) -> Path:
+                tiler=None, sizes: list[float] | None = None) -> Path:
     """Segment one input and write its results to ``targets``; returns the label file. Bad input
     raises :class:`DataError`/``ValueError`` naming the file. ``diameter``: see
-    :meth:`Segmenter.segment`; ``tiler``: see :func:`~pixelgroup.engine.predict_big.predict_file`."""
+    :meth:`Segmenter.segment`; ``tiler``: see :func:`~pixelgroup.engine.predict_big.predict_file`;
+    ``sizes``: the median diameter of the instances found is appended to it (images segmented
+    without rescaling and with objects only)."""
     if lazy:
         if diameter is not None:
             raise DataError(f"{path}: --diameter is not supported for big images, stacks or zarr stores; "
@@ -176,6 +189,10 @@ def predict_one(seg: Segmenter, path: Path, out: Path, targets: list[Path], *, l
     kwargs = {**big.segment_kwargs(), "diameter": diameter}
     result = seg.segment(prepared, normalized=True, progress=progress, **kwargs) if seg.task == "semantic" \
         else seg.segment_instances(prepared, normalized=True, progress=progress, **kwargs)
+    if sizes is not None and diameter is None and seg.task == "instance":
+        found = median_diameter(result.labels)
+        if found is not None:
+            sizes.append(found)
     return _write(seg, path, prepared, result, targets)
 
 
