@@ -17,12 +17,13 @@ validation field is not used. The script fetches the wheel once with ``pip downl
 else of MNFinder is used.
 
     python benchmarks/real_cell_lines.py [--minutes 10] [--method spatial] [--threads 2] [--seed 0]
-                                         [--tta] [--diameter auto] [--model RUN_OR_NAME]
+                                         [--tta] [--diameter auto] [--scale F] [--model RUN_OR_NAME]
 
 prints AP_dsb at IoU 0.5 ... 0.9, COCO AP, F1, PQ, SBD on the held-out nuclei (pooled over the 15
 fields). ``--tta`` also predicts with test-time augmentation, ``--diameter`` also predicts with that
-object size (``auto``: estimated per image); ``--model`` skips training and scores an existing run or
-model name.
+object size (``auto``: estimated per image); ``--scale F`` trains on the training images resized by F
+and predicts the test images at that scale too (``--diameter`` = the model's object size / F, labels
+back at full size); ``--model`` skips training and scores an existing run or model name.
 """
 
 from __future__ import annotations

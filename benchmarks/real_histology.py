@@ -13,7 +13,7 @@ band unlabelled, and ``patch2`` is a left-right mirrored image, as they ship), `
 nuclei, every nucleus labelled) is the test image and is never seen in training.
 
     python benchmarks/real_histology.py [--minutes 10] [--method spatial] [--threads 2] [--seed 0]
-                                        [--tta] [--diameter auto] [--model RUN_OR_NAME]
+                                        [--tta] [--diameter auto] [--scale F] [--model RUN_OR_NAME]
 
 prints AP_dsb at IoU 0.5 ... 0.9, COCO AP, F1, PQ, SBD on the test patch; ``--tta``,
 ``--diameter`` and ``--model`` as in ``real_cell_lines.py``.

@@ -10,7 +10,7 @@ each for model selection and threshold calibration); the package's own held-out 
 ``validation-data/.../1``, are the test folder and are never seen in training.
 
     python benchmarks/real_u2os.py [--minutes 10] [--method spatial] [--threads 2] [--seed 0] [--tta]
-                                   [--diameter D] [--model RUN_OR_NAME]
+                                   [--diameter D] [--scale F] [--model RUN_OR_NAME]
 
 prints AP_dsb at IoU 0.5 ... 0.9, COCO AP, F1, PQ, SBD on the held-out nuclei and the wall time.
 ``--tta`` also predicts with test-time augmentation (8 flips/rotations) and prints both rows and
