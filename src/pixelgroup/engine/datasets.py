@@ -70,6 +70,10 @@ REGION_SPLIT_BELOW = 8
 """``data.val_split: auto`` holds out regions of the images below this many images, whole images from it on."""
 
 
+COUNT_OBJECTS_UP_TO = 200
+"""The log counts the objects of held-out whole images up to this many images (each is read once more)."""
+
+
 @dataclass(frozen=True)
 class Datasets:
     """The training and validation datasets of a run, and how validation was chosen (for the log)."""
@@ -106,6 +110,6 @@ def open_datasets(cfg: RunConfig, data: str | Path, val: str | Path | None) -> D
     train_names, val_names = split_names(full.names, cfg.data.val_fraction, cfg.train.seed)
     val_ds = open_reader(cfg, data, names=val_names, split=cfg.data.split)
     how = f"validation: {len(val_names)} of {len(full.names)} images held out"
-    if get_method(cfg).task == "instance":
+    if get_method(cfg).task == "instance" and len(val_ds) <= COUNT_OBJECTS_UP_TO:
         how += f" ({sum(count_objects(val_ds[i]) for i in range(len(val_ds)))} objects)"
     return Datasets(open_reader(cfg, data, names=train_names, split=cfg.data.split), val_ds, how)
