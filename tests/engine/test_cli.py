@@ -35,6 +35,8 @@ def test_train_writes_run_folder(run_dir):
     cfg, state = load_checkpoint(run_dir)
     assert cfg.method == "spatial" and cfg.train.steps == 3
     assert state["in_channels"] == 1
+    low, high = state["object_diameter_range"]  # 10th-90th percentile of the training objects' diameters
+    assert 0 < low <= state["object_diameter"] <= high
 
 
 def test_predict_and_evaluate(run_dir, data_dir, tmp_path, capsys):

@@ -33,6 +33,9 @@ def test_bundled_models_are_listed_with_cards(tmp_path):
         assert "AP_dsb@0.5" in models[name].card and "icence" in models[name].card
         _, state = load_checkpoint(models[name].checkpoint)
         assert state["object_diameter"] > 0
+        if name == "nuclei":  # trained on nuclei of several sizes: the range is recorded for the size hint
+            low, high = state["object_diameter_range"]
+            assert low < state["object_diameter"] < high
         torch.load(models[name].checkpoint, weights_only=True)  # plain tensors and Python values only
 
 

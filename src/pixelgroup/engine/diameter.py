@@ -57,6 +57,20 @@ def dataset_diameter(dataset, *, max_samples: int = 256) -> float | None:
     return float(np.median(d)) if d.size else None
 
 
+SIZE_RANGE_PERCENTILES = (10.0, 90.0)
+"""The training objects' size range recorded in a checkpoint: these percentiles of their diameters."""
+
+
+def diameter_range(areas: np.ndarray) -> tuple[float, float] | None:
+    """``(low, high)``: the :data:`SIZE_RANGE_PERCENTILES` of the equivalent diameters of ``areas
+    (N,)`` (pixels); ``None`` without objects."""
+    d = equivalent_diameters(areas)
+    if not d.size:
+        return None
+    low, high = np.percentile(d, SIZE_RANGE_PERCENTILES)
+    return float(low), float(high)
+
+
 def check_diameter(diameter: float) -> float:
     value = float(diameter)
     if not math.isfinite(value) or value <= 0:
@@ -87,16 +101,22 @@ SIZE_HINT_RATIO = 1.5
 """Found objects this many times larger (or smaller) than the model's training objects: say so."""
 
 
-def size_hint(found: float | None, trained: float | None) -> str | None:
+def size_hint(found: float | None, trained: float | None,
+              trained_range: tuple[float, float] | None = None) -> str | None:
     """A one-line hint when objects of median diameter ``found`` (pixels, segmented without
-    rescaling) are far from a model's training size ``trained``: large objects tend to be split
-    and small ones missed or merged, and ``--diameter`` rescales them; ``None`` when they are
-    within :data:`SIZE_HINT_RATIO` of each other or a size is unknown."""
+    rescaling) are far from a model's training size: large objects tend to be split and small ones
+    missed or merged, and ``--diameter`` rescales them. ``None`` when ``found`` is within
+    :data:`SIZE_HINT_RATIO` of the training median ``trained``, or within the training objects'
+    range ``trained_range = (low, high)`` (:func:`diameter_range`; a model trained on several sizes
+    knows all of them), or when a size is unknown."""
     if not found or not trained:
         return None
-    ratio = found / trained
-    if 1.0 / SIZE_HINT_RATIO <= ratio <= SIZE_HINT_RATIO:
+    low, high = trained / SIZE_HINT_RATIO, trained * SIZE_HINT_RATIO
+    if trained_range:
+        low, high = min(low, trained_range[0]), max(high, trained_range[1])
+    if low <= found <= high:
         return None
-    return (f"the objects found are {ratio:.1f}x the size this model was trained on ({found:.0f} px across, median, "
-            f"against {trained:.0f} px); if they are split or merged, predict again with --diameter auto "
-            f"(or their diameter in pixels; diameter= in Python)")
+    spread = f", {trained_range[0]:.0f}-{trained_range[1]:.0f} px for most of them" if trained_range else ""
+    return (f"the objects found are {found / trained:.1f}x the size this model was trained on ({found:.0f} px "
+            f"across, median, against {trained:.0f} px{spread}); if they are split or merged, predict again with "
+            f"--diameter auto (or their diameter in pixels; diameter= in Python)")

@@ -111,12 +111,13 @@ def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path,
             job.report.failed.append((path, failure(path, err, strict=strict)))
     if sizes and seg.object_diameter:
         found = float(np.median(sizes))
-        hint = size_hint(found, seg.object_diameter)
+        hint = size_hint(found, seg.object_diameter, seg.object_diameter_range)
         if hint:
             log.warning("%s", hint)
         else:
-            log.info("objects found: %.0f px across (median); the model's training objects: %.0f px", found,
-                     seg.object_diameter)
+            spread = seg.object_diameter_range
+            log.info("objects found: %.0f px across (median); the model's training objects: %.0f px%s", found,
+                     seg.object_diameter, f" ({spread[0]:.0f}-{spread[1]:.0f} px for most)" if spread else "")
     return job.report
 
 

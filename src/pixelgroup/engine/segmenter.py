@@ -128,6 +128,8 @@ class Segmenter:
         device: torch device for the network and the grouping.
         state: the method's inference state (e.g. SegSort's prototype bank), if any.
         object_diameter: median object diameter of the training data, pixels (for ``diameter=``).
+        object_diameter_range: ``(low, high)``, the 10th and 90th percentiles of the training
+            objects' diameters (for the size hint of ``predict``); ``None`` when not recorded.
         calibration: grouping values calibrated after training (``Calibration.to_dict()``), used
             unless ``cfg.grouping.params`` gives them; ``None``: the method's defaults.
         inference: how the network runs (:data:`Inference`); also settable later,
@@ -136,7 +138,8 @@ class Segmenter:
 
     def __init__(self, model: torch.nn.Module, cfg: RunConfig, *, device: str | torch.device = "cpu",
                  state: dict | None = None, object_diameter: float | None = None,
-                 calibration: dict | None = None, inference: Inference = "auto") -> None:
+                 calibration: dict | None = None, inference: Inference = "auto",
+                 object_diameter_range: tuple[float, float] | None = None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.inference = inference
@@ -147,6 +150,8 @@ class Segmenter:
         self.calibration = calibration
         self.grouper, self.grouper_params = grouper_spec(cfg, calibration)
         self.object_diameter = None if object_diameter is None else float(object_diameter)
+        self.object_diameter_range = (None if object_diameter_range is None
+                                      else (float(object_diameter_range[0]), float(object_diameter_range[1])))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu",
@@ -157,7 +162,7 @@ class Segmenter:
         load_weights(model, state["model"], path)
         return cls(model, cfg, device=device, state=state.get("method_state"),
                    object_diameter=state.get("object_diameter"), calibration=state.get("calibration"),
-                   inference=inference)
+                   inference=inference, object_diameter_range=state.get("object_diameter_range"))
 
     @property
     def task(self) -> str:

@@ -27,7 +27,7 @@ from .build import build_loss, build_model, get_method, grouper_spec
 from .calibrate import Calibration, calibrate, default_min_size
 from .checkpoint import BEST, LAST, init_weights, load_weights, read_checkpoint, save_checkpoint, update_checkpoint
 from .datasets import check_before_training, check_n_classes, open_datasets
-from .diameter import dataset_areas, equivalent_diameters
+from .diameter import dataset_areas, diameter_range, equivalent_diameters
 from .distributed import Ranks
 from .errors import TrainingError
 from .segmenter import Segmenter, amx_cpu
@@ -169,6 +169,8 @@ class _Trainer:
         # the training objects' size: for diameter= at prediction and the grouping's minimum size
         areas = dataset_areas(train_ds) if self.method.task == "instance" else np.zeros(0)
         self.object_diameter = float(np.median(equivalent_diameters(areas))) if areas.size else None
+        size_range = diameter_range(areas)
+        self.object_diameter_range = list(size_range) if size_range else None
         self.median_area = float(np.median(areas)) if areas.size else None
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -186,7 +188,8 @@ class _Trainer:
     def save(self, name: str, *, full: bool) -> None:
         extra: dict[str, Any] = {"in_channels": self.in_channels, "step": self.step,
                                  "method_state": self.method_state, "data_root": self.data_root,
-                                 "object_diameter": self.object_diameter}
+                                 "object_diameter": self.object_diameter,
+                                 "object_diameter_range": self.object_diameter_range}
         if full:
             extra.update(optimizer=self.opt.state_dict(), elapsed=self.elapsed, best=self.best,
                          best_step=self.best_step, history=self.history)

@@ -136,6 +136,9 @@ def generated_card(name: str, source: Path, cfg, state: dict) -> str:
     """A model card from a checkpoint's config and records (for a run that has none)."""
     diameter = state.get("object_diameter")
     size = f"{float(diameter):.1f} px" if diameter else "not recorded"
+    spread = state.get("object_diameter_range")
+    if diameter and spread:
+        size += f" (10-90%: {float(spread[0]):.1f}-{float(spread[1]):.1f} px)"
     return (f"# {name}\n\nUser model ({cfg.method}), copied from {source}.\n\n"
             f"- method: {cfg.method}; backbone {cfg.model.backbone}, width {cfg.model.width}, depth {cfg.model.depth}\n"
             f"- input channels: {state.get('in_channels', 1)}\n"
