@@ -71,6 +71,29 @@ def test_files_on_the_cluster_equal_a_local_run(cluster, model, tmp_path):
     assert report.written == [] and len(report.skipped) == 6 and "img99.tif" in report.failed[0][1]
 
 
+def test_the_size_line_is_that_of_a_local_run(cluster, tmp_path, caplog):
+    """The workers measure the objects they find; the client logs the line a local run logs (here a
+    warning: the toy model's objects are far below the 60-100 px the checkpoint says it was trained on)."""
+    import logging
+
+    cfg, net = dense_spatial_network()
+    sized = tmp_path / "sized.pt"
+    save_checkpoint(sized, cfg=cfg, model=net, in_channels=1, object_diameter=80.0, object_diameter_range=[60.0, 100.0])
+    images = _images(tmp_path / "in", 4, (96, 80))
+    lines = {}
+    for where in ("local", "dask"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pixelgroup.engine.predict"):
+            if where == "local":
+                predict_paths(load_model(sized), [images], tmp_path / where, progress=False)
+            else:
+                predict_on_cluster(sized, [images], tmp_path / where, scheduler=cluster.scheduler_address,
+                                   progress=False)
+        lines[where] = [r.getMessage() for r in caplog.records if "size this model was trained on" in r.getMessage()]
+    assert len(lines["local"]) == 1 and "60-100 px for most of them" in lines["local"][0]
+    assert lines["dask"] == lines["local"]
+
+
 def test_workers_run_the_network_as_asked(cluster, model, tmp_path):
     """``inference`` reaches every worker: the files equal a local run with the same setting."""
     assert ModelRef(str(model), inference="plain").load().inference == "plain"

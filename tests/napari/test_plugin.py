@@ -66,6 +66,30 @@ def test_widget_segments_and_regroups_without_network(viewer, qtbot, image, monk
     assert viewer.layers["cells labels"].data.max() == 0 and len(calls) == n
 
 
+def test_widget_says_when_the_objects_are_far_from_the_training_size(viewer, qtbot, image):
+    from pixelgroup.engine.diameter import resize_image
+    from pixelgroup.napari._widget import SegmentWidget
+
+    # nuclei of ~16 px, then ~39 px (2.5x), beyond the 10-32 px the bundled model was trained on
+    big = resize_image(image[..., None].astype(np.float32), 2.5)[..., 0]
+    viewer.add_image(image, name="cells")
+    viewer.add_image(big, name="big")
+    widget = SegmentWidget(viewer)
+    qtbot.addWidget(widget.native)
+    statuses = {}
+    for name in ("cells", "big"):
+        widget.image.value = name
+        widget.run()
+        _wait_for_labels(qtbot, viewer, f"{name} labels")
+        qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=60_000)
+        statuses[name] = (widget.status.value, widget.status.tooltip)
+    assert statuses["cells"][0].endswith("px across") and not statuses["cells"][1]
+    assert "try diameter auto" in statuses["big"][0] and "--diameter auto" in statuses["big"][1]
+    widget.diameter.value = "auto"  # rescaled: no size to judge
+    widget.run()
+    qtbot.waitUntil(lambda: widget.status.value.endswith("objects"), timeout=60_000)
+
+
 def test_widget_starts_from_the_models_calibrated_values(viewer, qtbot, tmp_path):
     import shutil
 

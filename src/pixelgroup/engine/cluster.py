@@ -32,7 +32,7 @@ import numpy as np
 
 from ..data.bigimage import import_zarr, open_frames
 from ..data.io import DataError
-from .predict import PredictReport, failure, plan_prediction, predict_one
+from .predict import PredictReport, failure, plan_prediction, predict_one, report_size
 from .predict_big import BigOptions, FrameRef, _create, normalised_reader
 from .segmenter import Inference, Segmenter, load_model
 from .tiling import NetworkBatch, batch_input, grouping_windows, network_batches, read_outputs, stitch_blocks
@@ -124,13 +124,17 @@ def _wait(futures: list, progress: bool) -> None:
 
 
 def _file_task(ref: ModelRef, path: Path, out: Path, targets: list[Path], lazy: bool, big: BigOptions,
-               overlays: bool, diameter: float | str | None) -> tuple[Path | None, str | None]:
-    """One input on a worker: ``(label file, None)``, or ``(None, reason)`` for a bad input."""
+               overlays: bool, diameter: float | str | None) -> tuple[Path | None, str | None, float | None]:
+    """One input on a worker: ``(label file, None, size)``, or ``(None, reason, None)`` for a bad
+    input; ``size``: the median diameter of the objects found (``None`` when not measured)."""
     seg = worker_model(ref)
+    sizes: list[float] = []
     try:
-        return predict_one(seg, path, out, targets, lazy=lazy, big=big, overlays=overlays, diameter=diameter), None
+        written = predict_one(seg, path, out, targets, lazy=lazy, big=big, overlays=overlays, diameter=diameter,
+                              sizes=sizes)
     except (DataError, ValueError) as err:
-        return None, failure(path, err, strict=False)
+        return None, failure(path, err, strict=False), None
+    return written, None, sizes[0] if sizes else None
 
 
 def predict_on_cluster(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *, scheduler: str,
@@ -147,7 +151,8 @@ def predict_on_cluster(model: str | Path, inputs: Sequence[str | Path], out: str
     :func:`~pixelgroup.engine.segmenter.load_model`); ``diameter``: as :meth:`Segmenter.segment`;
     ``inference``: how the network runs, here and on every worker (:data:`Inference`);
     ``overrides``: grouping parameters, as :func:`~pixelgroup.engine.segmenter.load_model`.
-    Results are those of a local run.
+    Results are those of a local run, and so is the line on the size of the objects found
+    (:func:`~pixelgroup.engine.predict.report_size`; big images are not measured).
     """
     big, out = big or BigOptions(), Path(out)
     ref = ModelRef(str(resolve_model(model, cache_dir=cache_dir).resolve()), device, tuple(sorted(overrides.items())),
@@ -167,16 +172,17 @@ def predict_on_cluster(model: str | Path, inputs: Sequence[str | Path], out: str
                 try:
                     outcome[path] = (predict_one(seg, path, out, job.targets[path], lazy=True, big=big,
                                                  overlays=overlays, progress=progress, diameter=diameter,
-                                                 tiler=tiler), None)
+                                                 tiler=tiler), None, None)
                 except (DataError, ValueError) as err:
-                    outcome[path] = (None, failure(path, err, strict=False))
-            written, reason = outcome[path]
+                    outcome[path] = (None, failure(path, err, strict=False), None)
+            written, reason, _ = outcome[path]
             if reason is not None:
                 if strict:
                     raise DataError(f"{reason} (stopped: --strict)")
                 report.failed.append((path, reason))
             else:
                 report.written.append(written)
+    report_size(seg, [size for _, _, size in outcome.values() if size is not None])
     return report
 
 

@@ -109,16 +109,24 @@ def predict_paths(seg: Segmenter, inputs: Sequence[str | Path], out: str | Path,
                                                   sizes=sizes))
         except (DataError, ValueError) as err:
             job.report.failed.append((path, failure(path, err, strict=strict)))
-    if sizes and seg.object_diameter:
-        found = float(np.median(sizes))
-        hint = size_hint(found, seg.object_diameter, seg.object_diameter_range)
-        if hint:
-            log.warning("%s", hint)
-        else:
-            spread = seg.object_diameter_range
-            log.info("objects found: %.0f px across (median); the model's training objects: %.0f px%s", found,
-                     seg.object_diameter, f" ({spread[0]:.0f}-{spread[1]:.0f} px for most)" if spread else "")
+    report_size(seg, sizes)
     return job.report
+
+
+def report_size(seg: Segmenter, sizes: list[float]) -> None:
+    """Log, once per run, the median diameter of the objects found (``sizes``: one median per image
+    segmented without rescaling) against the model's training objects: a warning with the fix
+    (:func:`~pixelgroup.engine.diameter.size_hint`) when they are far off, else an info line."""
+    if not sizes or not seg.object_diameter:
+        return
+    found = float(np.median(sizes))
+    hint = size_hint(found, seg.object_diameter, seg.object_diameter_range)
+    if hint:
+        log.warning("%s", hint)
+    else:
+        spread = seg.object_diameter_range
+        log.info("objects found: %.0f px across (median); the model's training objects: %.0f px%s", found,
+                 seg.object_diameter, f" ({spread[0]:.0f}-{spread[1]:.0f} px for most)" if spread else "")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, SpinBox
 
-from ..engine.diameter import check_diameter, median_diameter, resize_image, resize_result
+from ..engine.diameter import check_diameter, median_diameter, resize_image, resize_result, size_hint
 from ..engine.segmenter import Segmenter, load_model
 from ..engine.zoo import list_models
 
@@ -46,6 +46,21 @@ def compute_outputs(seg: Segmenter, image: np.ndarray, diameter: float | str | N
     outputs = seg.outputs(resize_image(prepared, factor), normalized=True)
     yield 3
     return outputs, prepared.shape[:2]
+
+
+def status_line(seg: Segmenter, labels: np.ndarray, *, rescaled: bool) -> tuple[str, str | None]:
+    """``(status, tooltip)`` after segmenting: the object count and, for an image segmented at its own
+    scale, their median size; when that is far from the model's training objects (the size hint of
+    ``predict``) the status says to try ``auto`` and the tooltip gives the whole hint."""
+    text = f"{int(labels.max())} objects"
+    found = None if rescaled or seg.task != "instance" else median_diameter(labels)
+    if found is None:
+        return text, None
+    text += f", {found:.0f} px across"
+    hint = size_hint(found, seg.object_diameter, seg.object_diameter_range)
+    if hint is None:
+        return text, None
+    return f"{text}: far from the model's training size, try diameter auto", hint
 
 
 class SegmentWidget(Container):
@@ -173,4 +188,4 @@ class SegmentWidget(Container):
             self.viewer.layers[name].data = labels
         else:
             self.viewer.add_labels(labels, name=name)
-        self.status.value = f"{int(labels.max())} objects"
+        self.status.value, self.status.tooltip = status_line(seg, labels, rescaled=self._current[3] is not None)
