@@ -274,11 +274,9 @@ def _type_ok(value: Any, hint: Any) -> tuple[bool, str]:
     return True, ""
 
 
-def _check_value(cls: type, name: str, value: Any, key: str) -> None:
-    """Raise :class:`ConfigError` unless ``value`` fits the field's type and range."""
-    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+def _check_value(f: dataclasses.Field, hint: Any, value: Any, key: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` fits the field ``f`` (type ``hint``) and its range."""
     example = _EXAMPLES.get(key, f.default if f.default is not dataclasses.MISSING else None)
-    hint = typing.get_type_hints(cls)[name]
     ok, words = _type_ok(value, hint)
     check, rule = _RANGES.get(key, (None, ""))
     if typing.get_origin(hint) is tuple and rule:  # "two percentiles 0 <= low < high", not "a list of 2 numbers"
@@ -305,6 +303,7 @@ def _build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
         if values.pop(name) != value:
             raise ValueError(f"config: '{where}.{name}' is no longer a setting ({why}); remove it")
     known = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(
@@ -320,8 +319,8 @@ def _build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
                 raise ConfigError(key, value, f"a mapping of {key} settings", {first.name: first.default})
             kwargs[name] = _build(sub, value, key)
             continue
-        _check_value(cls, name, value, key)
-        if typing.get_origin(typing.get_type_hints(cls)[name]) is tuple:
+        _check_value(known[name], hints[name], value, key)
+        if typing.get_origin(hints[name]) is tuple:
             kwargs[name] = tuple(float(v) for v in value)
         else:
             kwargs[name] = value
