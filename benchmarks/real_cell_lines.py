@@ -23,7 +23,9 @@ prints AP_dsb at IoU 0.5 ... 0.9, COCO AP, F1, PQ, SBD on the held-out nuclei (p
 fields). ``--tta`` also predicts with test-time augmentation, ``--diameter`` also predicts with that
 object size (``auto``: estimated per image); ``--scale F`` trains on the training images resized by F
 and predicts the test images at that scale too (``--diameter`` = the model's object size / F, labels
-back at full size); ``--model`` skips training and scores an existing run or model name.
+back at full size); ``--model`` skips training and scores an existing run or model name (the bundled
+``nuclei`` model was trained on the series' training and validation fields among others, never on its
+test fields).
 """
 
 from __future__ import annotations
