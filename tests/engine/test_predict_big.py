@@ -53,6 +53,21 @@ def test_tiled_tiff_to_bigtiff_and_json(truth, tiff, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["cells.json", "cells.tif"]  # no temporary left
 
 
+def test_the_size_of_the_objects_is_measured_on_the_tiled_path(truth, tiff, tmp_path, caplog):
+    import logging
+
+    from pixelgroup.engine.diameter import median_diameter
+
+    sizes = []
+    predict_file(_seg(truth), tiff, tmp_path / "a", TILED, sizes=sizes)  # from the areas of NAME.json
+    assert sizes == [pytest.approx(median_diameter(truth))]
+    seg = _seg(truth)
+    seg.object_diameter = 5 * sizes[0]
+    with caplog.at_level(logging.INFO, logger="pixelgroup.engine.predict"):
+        predict_paths(seg, [tiff], tmp_path / "b", progress=False, big=BigOptions(tile=64, halo=32, save_outputs=True))
+    assert "0.2x the size this model was trained on" in caplog.text
+
+
 def test_ome_zarr_in_and_out_never_touches_the_input(truth, tmp_path):
     src = tmp_path / "img.ome.zarr"
     root = zarr.open_group(str(src), mode="w", zarr_format=2)

@@ -152,7 +152,7 @@ def predict_on_cluster(model: str | Path, inputs: Sequence[str | Path], out: str
     ``inference``: how the network runs, here and on every worker (:data:`Inference`);
     ``overrides``: grouping parameters, as :func:`~pixelgroup.engine.segmenter.load_model`.
     Results are those of a local run, and so is the line on the size of the objects found
-    (:func:`~pixelgroup.engine.predict.report_size`; big images are not measured).
+    (:func:`~pixelgroup.engine.predict.report_size`).
     """
     big, out = big or BigOptions(), Path(out)
     ref = ModelRef(str(resolve_model(model, cache_dir=cache_dir).resolve()), device, tuple(sorted(overrides.items())),
@@ -169,10 +169,11 @@ def predict_on_cluster(model: str | Path, inputs: Sequence[str | Path], out: str
         tiler = ClusterTiler(client, ref, progress=progress)
         for path in job.todo:
             if job.lazy[path]:
+                found: list[float] = []
                 try:
                     outcome[path] = (predict_one(seg, path, out, job.targets[path], lazy=True, big=big,
                                                  overlays=overlays, progress=progress, diameter=diameter,
-                                                 tiler=tiler), None, None)
+                                                 tiler=tiler, sizes=found), None, found[0] if found else None)
                 except (DataError, ValueError) as err:
                     outcome[path] = (None, failure(path, err, strict=False), None)
             written, reason, _ = outcome[path]

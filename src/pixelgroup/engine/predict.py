@@ -182,14 +182,15 @@ def predict_one(seg: Segmenter, path: Path, out: Path, targets: list[Path], *, l
     raises :class:`DataError`/``ValueError`` naming the file. ``diameter``: see
     :meth:`Segmenter.segment`; ``tiler``: see :func:`~pixelgroup.engine.predict_big.predict_file`;
     ``sizes``: the median diameter of the instances found is appended to it (images segmented
-    without rescaling and with objects only)."""
+    without rescaling and with objects only; big images, stacks and zarr stores too, from the areas
+    counted tile by tile)."""
     if lazy:
         if diameter is not None:
             raise DataError(f"{path}: --diameter is not supported for big images, stacks or zarr stores; "
                             "resize the image to the model's object size instead")
         if overlays:
             log.info("%s: no overlay for a big image, stack or zarr store", path.name)
-        return predict_file(seg, path, out, big, progress=progress, tiler=tiler)
+        return predict_file(seg, path, out, big, progress=progress, tiler=tiler, sizes=sizes)
     image = read_image(path)
     if not np.isfinite(image).all():
         raise DataError(f"{path}: image has NaN or inf pixels; replace them (e.g. np.nan_to_num) "

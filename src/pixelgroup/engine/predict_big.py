@@ -43,6 +43,7 @@ from ..data.bigimage import (
 from ..data.io import TIFF_SUFFIXES, DataError
 from ..fileio import atomic_torch_save, atomic_write_text
 from ..types import Instances
+from .diameter import equivalent_diameters
 from .segmenter import Segmenter, _channels_last
 from .tiling import AUTO_TILE_PIXELS, DEFAULT_TILE, TiledResult, Tiling
 
@@ -165,11 +166,13 @@ def _create(group, name: str, shape: tuple[int, ...], dtype, chunks: tuple[int, 
 
 
 def predict_file(seg: Segmenter, path: str | Path, out: str | Path, opts: BigOptions = BigOptions(), *,
-                 progress: bool = False, tiler: Tiler | None = None) -> Path:
+                 progress: bool = False, tiler: Tiler | None = None, sizes: list[float] | None = None) -> Path:
     """Segment one (big) image file or store, reading and writing tile by tile. Returns the label path.
 
     ``tiler`` runs the tiled prediction of a plane (default: :meth:`Segmenter.segment_tiled` in this
-    process; :mod:`pixelgroup.engine.cluster` passes one that runs the tiles as Dask tasks)."""
+    process; :mod:`pixelgroup.engine.cluster` passes one that runs the tiles as Dask tasks).
+    ``sizes``: the median diameter of the instances found (all planes) is appended to it, from the
+    areas counted for ``NAME.json``."""
     path, out = Path(path), Path(out)
     frames = open_frames(path)
     if len(frames) > 1 and not opts.frames:
@@ -196,6 +199,9 @@ def predict_file(seg: Segmenter, path: str | Path, out: str | Path, opts: BigOpt
                                            progress=progress, tiler=tiler)
             tilings.append(None if tiling is None else tiling.to_dict())
             docs.append(None if found is None else _instances_doc(found, labels))
+        areas = np.array([d["area"] for doc in docs if doc for d in doc if d["area"] > 0])
+        if sizes is not None and areas.size:
+            sizes.append(float(np.median(equivalent_diameters(areas))))
         if opts.save_outputs:
             _save_meta(ws.dir / f"{name}.outputs.zarr", outputs, seg, path, opts, tilings, lead)
             ws.commit(f"{name}.outputs.zarr", out / f"{name}.outputs.zarr")
