@@ -48,21 +48,23 @@ def safe_name(split: str, stem: str) -> str:
     return f"{split.split('-')[0]}_{_clean(stem)}.tif"
 
 
-def fetch(series: str, items: list[tuple[str, str]], root: Path) -> Path:
-    """Write the image (as stored: uint8 or uint16) and int32 labels of each ``(split, stem)`` of
-    ``series`` to ``root/{name}_img.tif`` and ``root/{name}_lab.tif`` (once; ``root/done`` marks it)."""
-    if (root / "done").is_file():
+def fetch(series: str, items: list[tuple[str, str]]) -> Path:
+    """The cache folder of ``series`` (``ROOT/mnfinder/SERIES``) holding the image (as stored: uint8 or
+    uint16) and int32 labels of each ``(split, stem)`` of ``items`` as ``{split}_{stem}_img.tif`` /
+    ``_lab.tif``; the items not there yet are extracted from the wheel (the labels written last)."""
+    root = ROOT / "mnfinder" / series
+    missing = [(split, stem) for split, stem in items if not (root / f"{split}_{_clean(stem)}_lab.tif").is_file()]
+    if not missing:
         return root
     root.mkdir(parents=True, exist_ok=True)
     with wheel(WHEEL) as z:
-        for split, stem in items:
+        for split, stem in missing:
             base = f"mnfinder/{split}/{series}"
             image = tifffile.imread(BytesIO(z.read(f"{base}/images/{stem}.tif")))
             rgba = np.asarray(Image.open(BytesIO(z.read(f"{base}/nucleus_masks/{stem}.png"))).convert("RGBA"))
             name = f"{split}_{_clean(stem)}"
             tifffile.imwrite(root / f"{name}_img.tif", image)
             tifffile.imwrite(root / f"{name}_lab.tif", colours_to_labels(rgba))
-    (root / "done").write_text(WHEEL + "\n")
     return root
 
 
@@ -85,7 +87,7 @@ def run_benchmark(doc: str, *, series: str, train: list[tuple[str, str]], test: 
     ``test`` (``(split, stem)`` pairs) as the train and test folders (see :func:`run_real_benchmark`)."""
 
     def write(work: Path) -> str:
-        src = fetch(series, train + test, ROOT / f"mnfinder_{name}")
+        src = fetch(series, train + test)
         n_train, n_test = write_split(work / "train", src, train), write_split(work / "test", src, test)
         return (f"train: {len(train)} whole images, {n_train} nuclei (a band of each is held out for validation); "
                 f"test: {len(test)} images, {n_test} nuclei")

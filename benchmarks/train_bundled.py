@@ -53,6 +53,13 @@ def mnfinder_training(series: str) -> list[tuple[str, str]]:
     return [(split, stem) for split in splits for stem in stems(series, split) if (series, split, stem) not in LEAKS]
 
 
+def merge_into(dest: Path, src: Path, prefix: str) -> None:
+    """Copy the image / mask pairs of the folder ``src`` into ``dest``, their names prefixed."""
+    for sub in ("images", "masks"):
+        for f in (src / sub).iterdir():
+            shutil.copy(f, dest / sub / f"{prefix}{f.name}")
+
+
 def write_data(name: str, work: Path) -> dict[str, Path]:
     """Training folder and held-out folders ``{label: folder}`` of one bundled model."""
     kind = "nuclei" if name == "nuclei" else "shapes"
@@ -64,24 +71,17 @@ def write_data(name: str, work: Path) -> dict[str, Path]:
     image, labels = fetch_image()
     rows = [slice(0, 171), slice(171, 342), slice(342, 512)]
     write_split(work / "dsb", image, labels, [(r, c) for r in rows for c in (slice(0, 192), slice(192, 384))])
-    for sub in ("images", "masks"):
-        for f in (work / "dsb" / sub).iterdir():
-            shutil.copy(f, work / "train" / sub / f"dsb_{f.name}")
+    merge_into(work / "train", work / "dsb", "dsb_")
     test_tiles = [(slice(0, 256), slice(384, 512)), (slice(256, 512), slice(384, 512))]
     write_split(work / "test_dsb", image, labels, test_tiles)
     for series in (*RPE1, real_u2os.SERIES, real_cell_lines.SERIES):
         items = mnfinder_training(series)
-        cache = fetch(series, items, DATA / f"mnfinder_zoo_{series}")
-        n = write_mnfinder(work / "mnfinder" / series, cache, items)
+        n = write_mnfinder(work / "mnfinder" / series, fetch(series, items), items)
         print(f"{series}: {len(items)} training fields, {n} nuclei")
-        for sub in ("images", "masks"):
-            for f in (work / "mnfinder" / series / sub).iterdir():
-                shutil.copy(f, work / "train" / sub / f"{series}_{f.name}")
-    u2os = fetch(real_u2os.SERIES, real_u2os.TEST, DATA / "mnfinder_zoo_u2os_test")
-    n_u2os = write_mnfinder(work / "test_u2os", u2os, real_u2os.TEST)
+        merge_into(work / "train", work / "mnfinder" / series, f"{series}_")
+    n_u2os = write_mnfinder(work / "test_u2os", fetch(real_u2os.SERIES, real_u2os.TEST), real_u2os.TEST)
     misc_test = [("test-data", s) for s in stems(real_cell_lines.SERIES, "test-data")]
-    misc = fetch(real_cell_lines.SERIES, misc_test, DATA / "mnfinder_zoo_cell_lines_test")
-    n_misc = write_mnfinder(work / "test_cell_lines", misc, misc_test)
+    n_misc = write_mnfinder(work / "test_cell_lines", fetch(real_cell_lines.SERIES, misc_test), misc_test)
     return {"DSB 2018 columns 384-511 (2 tiles, 32 nuclei)": work / "test_dsb",
             f"U2OS test fields of `real_u2os.py` (2 fields, {n_u2os} nuclei)": work / "test_u2os",
             f"mixed cell lines test fields of `real_cell_lines.py` (15 fields, {n_misc} nuclei)":

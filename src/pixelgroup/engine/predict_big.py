@@ -199,9 +199,10 @@ def predict_file(seg: Segmenter, path: str | Path, out: str | Path, opts: BigOpt
                                            progress=progress, tiler=tiler)
             tilings.append(None if tiling is None else tiling.to_dict())
             docs.append(None if found is None else _instances_doc(found, labels))
-        areas = np.array([d["area"] for doc in docs if doc for d in doc if d["area"] > 0])
-        if sizes is not None and areas.size:
-            sizes.append(float(np.median(equivalent_diameters(areas))))
+        if sizes is not None:
+            areas = np.array([d["area"] for doc in docs if doc for d in doc if d["area"] > 0])
+            if areas.size:
+                sizes.append(float(np.median(equivalent_diameters(areas))))
         if opts.save_outputs:
             _save_meta(ws.dir / f"{name}.outputs.zarr", outputs, seg, path, opts, tilings, lead)
             ws.commit(f"{name}.outputs.zarr", out / f"{name}.outputs.zarr")
