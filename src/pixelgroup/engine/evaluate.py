@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,18 @@ def _sidecar_entries(pred_path: Path) -> dict[int, dict[str, Any]] | None:
 
 
 def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, *, semantic: bool = False,
-                     n_classes: int | None = None, json_path: str | Path | None = None) -> dict[str, Any]:
+                     n_classes: int | None = None, json_path: str | Path | None = None,
+                     ignore: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Score the label images of ``pred_dir`` against those of ``gt_dir`` (paired by file stem).
 
     ``gt_dir`` may be a dataset folder (its ``masks/`` or ``classes/`` subfolder is used). Instance
     scores are read from the ``NAME.json`` sidecars that ``pixelgroup predict`` writes (when absent,
-    instances are ranked by area for COCO AP).
+    instances are ranked by area for COCO AP). ``ignore`` maps a file stem to an ``(H, W)`` bool mask
+    of void pixels (instances only): ground-truth objects there are not scored, and a prediction lying
+    mostly there is neither right nor wrong (COCO's crowd regions).
     """
+    if semantic and ignore:
+        raise DataError("'ignore' masks are for instance evaluation; leave them out with semantic=True")
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     sub = "classes" if semantic else "masks"
     if (gt_dir / sub).is_dir():
@@ -75,6 +81,9 @@ def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, *, semantic: bool
             f"{pred_dir}: no prediction for {len(missing)} ground-truth image(s), e.g. {missing[:3]}; "
             "predict every image of the ground-truth folder"
         )
+    unknown = sorted(set(ignore or ()) - set(gts))
+    if unknown:
+        raise DataError(f"{gt_dir}: 'ignore' names image(s) that are not there: {unknown[:3]}")
     if semantic:
         ev = _semantic_eval(gts, preds, n_classes)
     else:
@@ -83,7 +92,10 @@ def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, *, semantic: bool
             gt, pred = read_labels(gpath), read_labels(preds[stem])
             _check_same_size(gpath, gt, preds[stem], pred)
             n = int(pred.max()) if pred.size else 0
-            ev.update(gt, pred, scores=_scores(preds[stem], n))
+            void = None if ignore is None else ignore.get(stem)
+            if void is not None and np.shape(void) != gt.shape:
+                raise DataError(f"{gpath}: its 'ignore' mask is {np.shape(void)}, the image {gt.shape}")
+            ev.update(gt, pred, scores=_scores(preds[stem], n), ignore=void)
     results = ev.compute()
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(_jsonable(results), indent=2))
