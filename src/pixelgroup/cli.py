@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--overlays", action="store_true", help="also write NAME_overlay.png")
     p.add_argument("--diameter", default=None, type=_diameter_arg,
-                   help="object diameter in the images, pixels, or 'auto' (two passes): the images are rescaled "
-                        "to the model's training object size (default: no rescaling)")
+                   help="object diameter in the images, pixels, or 'auto' (estimated from passes at coarser "
+                        "scales): the images are rescaled to the model's training object size (default: no "
+                        "rescaling)")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first bad input (default: do the good ones, list the bad, exit 1)")
     _add_overwrite(p)

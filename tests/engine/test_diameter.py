@@ -16,6 +16,7 @@ from pixelgroup.engine.diameter import (
 )
 from pixelgroup.engine.segmenter import load_model
 from pixelgroup.metrics.matching import match
+from pixelgroup.types import Instances
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,70 @@ def test_auto_diameter_on_a_three_times_larger_image(nuclei):
     ref = resize_labels(seg.segment(image, diameter=median_diameter(truth)), big.shape)
     m = match(ref, got, thresh=0.5)
     assert m.tp >= 0.95 * ref.max() and m.fp <= 0.05 * ref.max(), m
+
+
+def test_auto_diameter_on_objects_the_first_pass_splits(nuclei):
+    # 5x: the network cuts every nucleus into pieces of about its training size, so the median of a
+    # pass at the image's own scale is far too small, and one pass at the scale it gives still
+    # splits (the two-pass estimate this replaced); a coarser probe sees them whole
+    seg, image, truth = nuclei
+    big = resize_image(image[..., None], 5.0)[..., 0]
+    ref = resize_labels(seg.segment(image, diameter=median_diameter(truth)), big.shape)
+    m = match(ref, seg.segment(big, diameter="auto"), thresh=0.5)
+    assert m.tp >= 0.9 * ref.max() and m.fp <= 0.1 * ref.max(), m
+    two = match(ref, seg.segment(big, diameter=median_diameter(seg.segment(big))), thresh=0.5)
+    assert two.tp < 0.7 * ref.max(), two
+
+
+class _Scaled:
+    """A stand-in for one pass of the network whose objects' median diameter depends on the scale of
+    its input as ``diameters(scale)`` says (None: nothing found); records the scales it ran at."""
+
+    def __init__(self, size: int, diameters):
+        self.size, self.diameters, self.scales = size, diameters, []
+
+    def __call__(self, image, **kw):
+        scale = image.shape[0] / self.size
+        self.scales.append(round(scale, 3))
+        d = self.diameters(scale)
+        labels = np.zeros(image.shape[:2], np.int32)
+        if d is not None:
+            side = max(1, int(round(d * np.sqrt(np.pi) / 2)))  # a square of about that equivalent diameter
+            labels[:side, :side] = 1
+        return Instances(labels, np.ones(int(labels.max()), np.float32))
+
+
+@pytest.mark.parametrize("case, size, scales", [
+    # 40 px objects, seen whole at every scale: probes down to 1/8 (5 px, under the training sizes'
+    # low end of 10 px), the estimate of 1/4, then one pass at scale 20/40
+    ("whole", 400, [1, 0.5, 0.25, 0.125, 0.5]),
+    # 150 px objects, cut into 25 px pieces wherever they are over 40 px: 1/8 sees them whole
+    ("split", 400, [1, 0.5, 0.25, 0.125, 0.133]),
+    # 8 px objects: the 1/2 probe finds them under the low end; the first pass's estimate, scale 2.5
+    ("small", 400, [1, 0.5, 2.5]),
+    # 21 px objects: the scale asked for (0.95) is close enough to 1 to keep the first pass
+    ("near", 400, [1, 0.5, 0.25]),
+    # no probe that makes the image's short side under 32 px (100 px image: not 1/4)
+    ("whole", 100, [1, 0.5, 0.5]),
+    # the first pass finds nothing: its result, no probe
+    ("none", 400, [1]),
+])
+def test_auto_diameter_probes(nuclei, monkeypatch, case, size, scales):
+    seg = nuclei[0]
+    monkeypatch.setattr(seg, "object_diameter", 20.0)
+    monkeypatch.setattr(seg, "object_diameter_range", (10.0, 32.0))
+    diameters = {
+        "whole": lambda s: 40 * s,
+        "split": lambda s: 150 * s if 150 * s <= 40 else 25,
+        "small": lambda s: 8 * s,
+        "near": lambda s: 21 * s,
+        "none": lambda s: None,
+    }[case]
+    fake = _Scaled(size, diameters)
+    monkeypatch.setattr(seg, "_segment", fake)
+    got = seg.segment_instances(np.zeros((size, size), np.float32), normalized=True, diameter="auto")
+    assert fake.scales == pytest.approx(scales, rel=0.05)
+    assert got.labels.shape == (size, size) and got.labels.max() == (case != "none")
 
 
 def test_diameter_errors(nuclei, monkeypatch):

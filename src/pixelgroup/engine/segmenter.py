@@ -25,6 +25,13 @@ from .tta import tta_forward, warn_if_no_effect
 
 log = logging.getLogger(__name__)
 
+AUTO_PROBES = (1.0, 0.5, 0.25, 0.125)
+"""Scales at which ``diameter="auto"`` looks for the objects' size (see ``Segmenter._segment_auto``)."""
+AUTO_MIN_SIDE = 32
+"""No probe at a scale that makes the image's shorter side fewer pixels than this."""
+AUTO_SAME_SCALE = 1.1
+"""``diameter="auto"`` keeps the first pass when the scale it asks for is within this ratio of 1."""
+
 Inference = Literal["auto", "plain", "fused", "bf16"]
 """How :class:`Segmenter` runs its network: ``"plain"``, the trained module as it is; ``"fused"``,
 an inference copy with BatchNorm folded into the convolutions and fused kernels
@@ -263,7 +270,7 @@ class Segmenter:
         ``0``: one pass); ``halo``: grouping context per side, pixels; ``tta``: flips/rotations;
         ``diameter``: the objects' diameter in this image, pixels: the image is rescaled by
         ``object_diameter / diameter`` to the training object size and the labels back (nearest);
-        ``"auto"``: estimated by a first pass (median equivalent diameter of the objects found);
+        ``"auto"``: estimated from passes at the image's scale and coarser ones (:meth:`_segment_auto`);
         ``None`` (default): no rescaling."""
         if self.task != "instance":
             raise ValueError(f"method '{self.cfg.method}' is a semantic method; use segment()")
@@ -296,15 +303,42 @@ class Segmenter:
         if diameter == "auto":
             if self.task != "instance":
                 raise ValueError("diameter='auto' needs an instance method; give the diameter in pixels")
-            first = self._segment(prepared, normalized=True, **kw)
-            found = median_diameter(first.labels)
-            if found is None:
-                log.info("diameter auto: no object found at scale 1; keeping that result")
-                return first
-            log.info("diameter auto: median object diameter %.1f px", found)
-            diameter = found
+            return self._segment_auto(prepared, **kw)
         factor = self.rescale_factor(diameter)
         result = self._segment(resize_image(prepared, factor), normalized=True, **kw)
+        return resize_result(result, prepared.shape[:2])
+
+    def _segment_auto(self, prepared: np.ndarray, **kw) -> Instances:
+        """``diameter="auto"``: estimate the objects' diameter from passes at the scales of
+        :data:`AUTO_PROBES`, then segment at the scale that gives them the training size.
+
+        The estimate is the median object diameter (input pixels) of the coarsest probe at which the
+        objects found still span the low end of the training sizes (the checkpoint's 10th percentile,
+        else half the median). Objects much larger than the training ones are cut by the network into
+        pieces of about the training size, so a pass at their own scale underestimates them; a coarser
+        pass sees them whole, down to the scale where they become too small to trust. Probing stops
+        there, so an image of objects near the training size costs ~1.3 passes more than one pass.
+        No probe finds objects that large (objects smaller than the training ones): the first pass's
+        estimate. Labels at the input size; when the first pass finds nothing, its result is returned."""
+        low = self.object_diameter_range[0] if self.object_diameter_range else self.object_diameter / 2
+        first = result = self._segment(prepared, normalized=True, **kw)
+        found = median_diameter(first.labels)
+        if found is None:
+            log.info("diameter auto: no object found at scale 1; keeping that result")
+            return first
+        estimate, at = found, 1.0
+        for scale in AUTO_PROBES[1:]:
+            if min(prepared.shape[:2]) * scale < AUTO_MIN_SIDE:
+                break
+            probe = median_diameter(self._segment(resize_image(prepared, scale), normalized=True, **kw).labels)
+            if probe is None or probe < low:
+                break
+            estimate, at = probe / scale, scale
+        factor = self.rescale_factor(estimate)
+        log.info("diameter auto: median object diameter %.1f px (pass at scale %g; %.1f px at scale 1), "
+                 "segmenting at scale %.2f", estimate, at, found, factor)
+        if abs(np.log(factor)) > np.log(AUTO_SAME_SCALE):
+            result = self._segment(resize_image(prepared, factor), normalized=True, **kw)
         return resize_result(result, prepared.shape[:2])
 
     def _segment(self, image: np.ndarray, *, normalized: bool, tile: int | None, halo: int | None, tta: bool,
