@@ -87,11 +87,12 @@ class _Scaled:
     its input as ``diameters(scale)`` says (None: nothing found); records the scales it ran at."""
 
     def __init__(self, size: int, diameters):
-        self.size, self.diameters, self.scales = size, diameters, []
+        self.size, self.diameters, self.scales, self.tta = size, diameters, [], []
 
     def __call__(self, image, **kw):
         scale = image.shape[0] / self.size
         self.scales.append(round(scale, 3))
+        self.tta.append(kw["tta"])
         d = self.diameters(scale)
         labels = np.zeros(image.shape[:2], np.int32)
         if d is not None:
@@ -131,6 +132,17 @@ def test_auto_diameter_probes(nuclei, monkeypatch, case, size, scales):
     got = seg.segment_instances(np.zeros((size, size), np.float32), normalized=True, diameter="auto")
     assert fake.scales == pytest.approx(scales, rel=0.05)
     assert got.labels.shape == (size, size) and got.labels.max() == (case != "none")
+
+
+def test_auto_diameter_probes_without_tta(nuclei, monkeypatch):
+    # the probes only measure: no test-time augmentation there; the first and the final pass as asked
+    seg = nuclei[0]
+    monkeypatch.setattr(seg, "object_diameter", 20.0)
+    monkeypatch.setattr(seg, "object_diameter_range", (10.0, 32.0))
+    fake = _Scaled(400, lambda s: 40 * s)
+    monkeypatch.setattr(seg, "_segment", fake)
+    seg.segment_instances(np.zeros((400, 400), np.float32), normalized=True, diameter="auto", tta=True)
+    assert fake.tta == [True, False, False, False, True]
 
 
 def test_diameter_errors(nuclei, monkeypatch):

@@ -313,13 +313,16 @@ class Segmenter:
         :data:`AUTO_PROBES`, then segment at the scale that gives them the training size.
 
         The estimate is the median object diameter (input pixels) of the coarsest probe at which the
-        objects found still span the low end of the training sizes (the checkpoint's 10th percentile,
-        else half the median). Objects much larger than the training ones are cut by the network into
-        pieces of about the training size, so a pass at their own scale underestimates them; a coarser
-        pass sees them whole, down to the scale where they become too small to trust. Probing stops
-        there, so an image of objects near the training size costs ~1.3 passes more than one pass.
-        No probe finds objects that large (objects smaller than the training ones): the first pass's
-        estimate. Labels at the input size; when the first pass finds nothing, its result is returned."""
+        objects found still measure at least the low end of the training sizes (the checkpoint's 10th
+        percentile, else half the median). Objects much larger than the training ones are cut by the
+        network into pieces of about the training size, so a pass at their own scale underestimates
+        them; a coarser pass sees them whole, down to the scale where they become too small to trust,
+        where probing stops (objects near the training size: probes at 1/2 and 1/4, ~0.3 of a pass).
+        When no coarser probe qualifies (objects at or below the training size), the first pass's
+        estimate is used. The probes run without test-time augmentation (they only measure); the
+        first pass, which is kept when the scale asked for is within :data:`AUTO_SAME_SCALE` of 1, and
+        the final one run as asked. Labels at the input size; when the first pass finds nothing, its
+        result is returned."""
         low = self.object_diameter_range[0] if self.object_diameter_range else self.object_diameter / 2
         first = result = self._segment(prepared, normalized=True, **kw)
         found = median_diameter(first.labels)
@@ -327,10 +330,11 @@ class Segmenter:
             log.info("diameter auto: no object found at scale 1; keeping that result")
             return first
         estimate, at = found, 1.0
+        probe_kw = {**kw, "tta": False, "progress": False}
         for scale in AUTO_PROBES[1:]:
             if min(prepared.shape[:2]) * scale < AUTO_MIN_SIDE:
                 break
-            probe = median_diameter(self._segment(resize_image(prepared, scale), normalized=True, **kw).labels)
+            probe = median_diameter(self._segment(resize_image(prepared, scale), normalized=True, **probe_kw).labels)
             if probe is None or probe < low:
                 break
             estimate, at = probe / scale, scale
