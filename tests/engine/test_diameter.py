@@ -80,6 +80,8 @@ def test_auto_diameter_on_objects_the_first_pass_splits(nuclei):
     assert m.tp >= 0.9 * ref.max() and m.fp <= 0.1 * ref.max(), m
     two = match(ref, seg.segment(big, diameter=median_diameter(seg.segment(big))), thresh=0.5)
     assert two.tp < 0.7 * ref.max(), two
+    assert seg.estimate_diameter(big) == pytest.approx(5 * median_diameter(truth), rel=0.25)
+    assert median_diameter(seg.segment(big)) < 0.6 * 5 * median_diameter(truth)  # a pass at its own scale
 
 
 class _Scaled:

@@ -301,34 +301,40 @@ class Segmenter:
         self.rescale_factor(1.0)  # fails early when the model does not record its object size
         prepared = self.prepare(image, normalized=kw.pop("normalized"))
         if diameter == "auto":
-            if self.task != "instance":
-                raise ValueError("diameter='auto' needs an instance method; give the diameter in pixels")
             return self._segment_auto(prepared, **kw)
         factor = self.rescale_factor(diameter)
         result = self._segment(resize_image(prepared, factor), normalized=True, **kw)
         return resize_result(result, prepared.shape[:2])
 
-    def _segment_auto(self, prepared: np.ndarray, **kw) -> Instances:
-        """``diameter="auto"``: estimate the objects' diameter from passes at the scales of
-        :data:`AUTO_PROBES`, then segment at the scale that gives them the training size.
+    def estimate_diameter(self, image: np.ndarray, *, normalized: bool = False, tile: int | None = None,
+                          halo: int | None = None) -> float | None:
+        """The objects' median diameter in ``image`` (pixels), as ``diameter="auto"`` estimates it
+        (:meth:`_auto_estimate`); ``None`` when a pass at the image's own scale finds no object."""
+        prepared = self.prepare(image, normalized=normalized)
+        kw = {"tile": tile, "halo": halo, "tta": False, "progress": False}
+        return self._auto_estimate(prepared, kw)[0]
 
-        The estimate is the median object diameter (input pixels) of the coarsest probe at which the
-        objects found still measure at least the low end of the training sizes (the checkpoint's 10th
-        percentile, else half the median). Objects much larger than the training ones are cut by the
-        network into pieces of about the training size, so a pass at their own scale underestimates
-        them; a coarser pass sees them whole, down to the scale where they become too small to trust,
-        where probing stops (objects near the training size: probes at 1/2 and 1/4, ~0.3 of a pass).
-        When no coarser probe qualifies (objects at or below the training size), the first pass's
-        estimate is used. The probes run without test-time augmentation (they only measure); the
-        first pass, which is kept when the scale asked for is within :data:`AUTO_SAME_SCALE` of 1, and
-        the final one run as asked. Labels at the input size; when the first pass finds nothing, its
-        result is returned."""
+    def _auto_estimate(self, prepared: np.ndarray, kw: dict[str, Any]) -> tuple[float | None, Instances]:
+        """``(diameter, first pass)``: the objects' diameter (input pixels) from passes at the scales of
+        :data:`AUTO_PROBES`, and the pass at scale 1 (run with ``kw``; ``None`` when it finds nothing).
+
+        The estimate is the median object diameter of the coarsest probe at which the objects found
+        still measure at least the low end of the training sizes (the checkpoint's 10th percentile,
+        else half the median). Objects much larger than the training ones are cut by the network into
+        pieces of about the training size, so a pass at their own scale underestimates them; a coarser
+        pass sees them whole, down to the scale where they become too small to trust, where probing
+        stops (objects near the training size: probes at 1/2 and 1/4, ~0.3 of a pass). When no coarser
+        probe qualifies (objects at or below the training size), the first pass's estimate is used.
+        The probes run without test-time augmentation: they only measure."""
+        self.rescale_factor(1.0)  # fails early when the model does not record its object size
+        if self.task != "instance":
+            raise ValueError("diameter='auto' needs an instance method; give the diameter in pixels")
         low = self.object_diameter_range[0] if self.object_diameter_range else self.object_diameter / 2
-        first = result = self._segment(prepared, normalized=True, **kw)
+        first = self._segment(prepared, normalized=True, **kw)
         found = median_diameter(first.labels)
         if found is None:
-            log.info("diameter auto: no object found at scale 1; keeping that result")
-            return first
+            log.info("diameter auto: no object found at scale 1")
+            return None, first
         estimate, at = found, 1.0
         probe_kw = {**kw, "tta": False, "progress": False}
         for scale in AUTO_PROBES[1:]:
@@ -338,9 +344,18 @@ class Segmenter:
             if probe is None or probe < low:
                 break
             estimate, at = probe / scale, scale
+        log.info("diameter auto: median object diameter %.1f px (from the pass at scale %g; %.1f px at scale 1)",
+                 estimate, at, found)
+        return estimate, first
+
+    def _segment_auto(self, prepared: np.ndarray, **kw) -> Instances:
+        """``diameter="auto"``: the size from :meth:`_auto_estimate`, then one pass at the scale that
+        gives it the training size, run as asked. The first pass is kept when that scale is within
+        :data:`AUTO_SAME_SCALE` of 1, or when it found nothing. Labels at the input size."""
+        estimate, result = self._auto_estimate(prepared, kw)
+        if estimate is None:
+            return result
         factor = self.rescale_factor(estimate)
-        log.info("diameter auto: median object diameter %.1f px (pass at scale %g; %.1f px at scale 1), "
-                 "segmenting at scale %.2f", estimate, at, found, factor)
         if abs(np.log(factor)) > np.log(AUTO_SAME_SCALE):
             result = self._segment(resize_image(prepared, factor), normalized=True, **kw)
         return resize_result(result, prepared.shape[:2])

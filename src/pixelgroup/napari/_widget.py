@@ -38,8 +38,7 @@ def compute_outputs(seg: Segmenter, image: np.ndarray, diameter: float | str | N
     factor = 1.0
     if diameter is not None:
         if diameter == "auto":
-            found = median_diameter(seg.group(seg.outputs(prepared, normalized=True)).labels)
-            diameter = found
+            diameter = seg.estimate_diameter(prepared, normalized=True)
         if diameter is not None:
             factor = seg.rescale_factor(diameter)
     yield 2
