@@ -122,7 +122,7 @@ def main() -> None:
         import shutil
 
         shutil.rmtree(work)
-    train_tiles = [(slice(0, 512), slice(0, 384))]
+    train_tiles = [(slice(0, 512), slice(0, TRAIN_COLUMNS))]
     n_train = write_split(work / "train", image, labels, train_tiles)
     n_test = write_split(work / "test", image, labels, TEST_TILES)
     cut = cut_by_split(labels)
@@ -153,7 +153,7 @@ def main() -> None:
                   f"{rows[tag + mode]['ap_dsb@0.50']:.3f} (uncut {rows[tag + mode + ' uncut']['ap_dsb@0.50']:.3f})")
     print(format_instance_table(rows))
     for mode in [m + u for m in (("plain", "tta") if args.tta else ("plain",)) for u in ("", " uncut")]:
-        picked = [r for k, r in rows.items() if k.endswith(mode) and (mode.endswith("uncut") or "uncut" not in k)]
+        picked = [r for k, r in rows.items() if k.endswith(mode)]  # "... plain" never matches "... plain uncut"
         for t in ("0.50", "0.75"):
             v = np.array([r[f"ap_dsb@{t}"] for r in picked])
             print(f"{mode}: AP_dsb@{t} on held-out real nuclei: mean {v.mean():.3f} over {len(v)} run(s) "

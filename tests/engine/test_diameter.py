@@ -136,6 +136,13 @@ def test_auto_diameter_probes(nuclei, monkeypatch, case, size, scales):
     assert got.labels.shape == (size, size) and got.labels.max() == (case != "none")
 
 
+def test_auto_factor(nuclei, monkeypatch):
+    seg = nuclei[0]
+    monkeypatch.setattr(seg, "object_diameter", 20.0)
+    assert seg.auto_factor(None) == 1.0 and seg.auto_factor(21.0) == 1.0  # within 10% of scale 1
+    assert seg.auto_factor(40.0) == pytest.approx(0.5) and seg.auto_factor(10.0) == pytest.approx(2.0)
+
+
 def test_auto_diameter_probes_without_tta(nuclei, monkeypatch):
     # the probes only measure: no test-time augmentation there; the first and the final pass as asked
     seg = nuclei[0]

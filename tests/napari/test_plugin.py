@@ -125,23 +125,30 @@ def test_widget_diameter_rescales(viewer, qtbot, image):
                                   seg.segment(image, diameter=seg.object_diameter * 1.25))
 
 
-def test_widget_diameter_auto_is_the_librarys(viewer, qtbot, image):
-    # nuclei of ~65 px (4x): the network cuts them at their own scale; the widget must measure them
-    # as segment(diameter="auto") does (probes at coarser scales), not by one pass
+@pytest.mark.parametrize("factor", [4.0, "training size"])
+def test_widget_diameter_auto_is_the_librarys(viewer, qtbot, image, factor):
+    # 4x, nuclei of ~65 px: the network cuts them at their own scale; the widget must measure them as
+    # segment(diameter="auto") does (probes at coarser scales), not by one pass. At the training
+    # size the library keeps the image's scale, and the widget does too
     from pixelgroup.engine.diameter import median_diameter, resize_image
     from pixelgroup.napari._widget import SegmentWidget
 
-    big = resize_image(image[..., None].astype(np.float32), 4.0)[..., 0]
+    seg = load_model("nuclei")
+    if factor == "training size":
+        factor = seg.object_diameter / median_diameter(seg.segment(image))
+    big = resize_image(image[..., None].astype(np.float32), factor)[..., 0]
     viewer.add_image(big, name="big")
     widget = SegmentWidget(viewer)
     qtbot.addWidget(widget.native)
     widget.diameter.value = "auto"
     widget.run()
     _wait_for_labels(qtbot, viewer, "big labels")
-    seg = load_model("nuclei")
     expected = seg.segment(big, diameter="auto")
     np.testing.assert_array_equal(viewer.layers["big labels"].data, expected)
-    assert median_diameter(expected) > 2 * median_diameter(seg.segment(big))
+    if factor == 4.0:
+        assert median_diameter(expected) > 2 * median_diameter(seg.segment(big))
+    else:
+        assert seg.auto_factor(seg.estimate_diameter(big)) == 1.0  # the case this checks
 
 
 def test_reader_opens_predict_results(viewer, tmp_path, image):

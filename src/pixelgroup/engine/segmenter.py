@@ -353,12 +353,18 @@ class Segmenter:
         gives it the training size, run as asked. The first pass is kept when that scale is within
         :data:`AUTO_SAME_SCALE` of 1, or when it found nothing. Labels at the input size."""
         estimate, result = self._auto_estimate(prepared, kw)
-        if estimate is None:
-            return result
-        factor = self.rescale_factor(estimate)
-        if abs(np.log(factor)) > np.log(AUTO_SAME_SCALE):
+        factor = self.auto_factor(estimate)
+        if factor != 1.0:
             result = self._segment(resize_image(prepared, factor), normalized=True, **kw)
         return resize_result(result, prepared.shape[:2])
+
+    def auto_factor(self, estimate: float | None) -> float:
+        """The scale ``diameter="auto"`` segments at for an estimated diameter (:meth:`estimate_diameter`):
+        :meth:`rescale_factor`, or 1 when that is within :data:`AUTO_SAME_SCALE` of 1 or nothing was found."""
+        if estimate is None:
+            return 1.0
+        factor = self.rescale_factor(estimate)
+        return 1.0 if abs(np.log(factor)) <= np.log(AUTO_SAME_SCALE) else factor
 
     def _segment(self, image: np.ndarray, *, normalized: bool, tile: int | None, halo: int | None, tta: bool,
                  progress: bool) -> Instances | np.ndarray:

@@ -36,11 +36,10 @@ def compute_outputs(seg: Segmenter, image: np.ndarray, diameter: float | str | N
     prepared = seg.prepare(image)
     yield 1
     factor = 1.0
-    if diameter is not None:
-        if diameter == "auto":
-            diameter = seg.estimate_diameter(prepared, normalized=True)
-        if diameter is not None:
-            factor = seg.rescale_factor(diameter)
+    if diameter == "auto":  # the library's estimate and scale (segment(diameter="auto"))
+        factor = seg.auto_factor(seg.estimate_diameter(prepared, normalized=True))
+    elif diameter is not None:
+        factor = seg.rescale_factor(diameter)
     yield 2
     outputs = seg.outputs(resize_image(prepared, factor), normalized=True)
     yield 3
